@@ -1,0 +1,125 @@
+"""Every error vecdr raises on purpose.
+
+One root, :class:`VecdrError`. Each subclass also inherits the builtin a caller
+would naturally catch, so ``except FileNotFoundError`` still works::
+
+    VecdrError
+    ├── RepositoryError
+    │   ├── NotARepositoryError          (FileNotFoundError)
+    │   ├── RepositoryExistsError        (FileExistsError)
+    │   ├── UnsupportedFormatError
+    │   ├── IntegrityError               (hash mismatch, truncated or missing object)
+    │   ├── SnapshotNotFoundError        (LookupError)
+    │   ├── AmbiguousSnapshotError       (LookupError)
+    │   ├── CollectionError              (LookupError: unknown or ambiguous collection)
+    │   └── CommitError                  (the commit point could not be written)
+    ├── SourceError                      (ValueError)
+    │   ├── DimensionMismatchError
+    │   ├── DuplicateIdError
+    │   ├── NonFiniteVectorError
+    │   ├── LossyIndexError
+    │   └── SchemaError
+    ├── TargetError
+    │   └── TargetExistsError            (FileExistsError)
+    ├── BackendError
+    │   ├── UnknownSchemeError           (ValueError)
+    │   └── BackendUnavailableError      (ImportError: the extra to install is named)
+    └── StoreError                       (OSError)
+"""
+
+from __future__ import annotations
+
+
+class VecdrError(Exception):
+    """Root of every error vecdr raises on purpose."""
+
+
+class RepositoryError(VecdrError):
+    """Something about the repository itself is wrong."""
+
+
+class NotARepositoryError(RepositoryError, FileNotFoundError):
+    """The location holds no vecdr repository."""
+
+
+class RepositoryExistsError(RepositoryError, FileExistsError):
+    """``init`` was asked to create a repository where one (or something else) already is."""
+
+
+class UnsupportedFormatError(RepositoryError):
+    """The repository was written by a newer format than this vecdr reads."""
+
+
+class IntegrityError(RepositoryError):
+    """An object's bytes do not match its recorded hash, or it is missing or truncated.
+
+    ``path`` names the object so an operator can find it.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SnapshotNotFoundError(RepositoryError, LookupError):
+    """No snapshot matches the given reference."""
+
+
+class AmbiguousSnapshotError(RepositoryError, LookupError):
+    """A snapshot id prefix matches more than one snapshot."""
+
+
+class CollectionError(RepositoryError, LookupError):
+    """The collection is unknown, or a collection must be named and was not."""
+
+
+class CommitError(RepositoryError):
+    """The commit record could not be written; nothing was committed."""
+
+
+class SourceError(VecdrError, ValueError):
+    """The data offered for a snapshot is unusable."""
+
+
+class DimensionMismatchError(SourceError):
+    """Vector dimension differs from the collection's or the target's."""
+
+
+class DuplicateIdError(SourceError):
+    """The same id appears more than once in one source."""
+
+
+class NonFiniteVectorError(SourceError):
+    """A vector holds NaN or Inf and non-finite values were not allowed."""
+
+
+class LossyIndexError(SourceError):
+    """The index does not store vectors losslessly and no embeddings were supplied."""
+
+
+class SchemaError(SourceError):
+    """Columns are missing or of a type vecdr cannot store."""
+
+
+class TargetError(VecdrError):
+    """The restore target cannot be written."""
+
+
+class TargetExistsError(TargetError, FileExistsError):
+    """The restore target already exists and ``force`` was not given."""
+
+
+class BackendError(VecdrError):
+    """A source or target URI cannot be served by any backend."""
+
+
+class UnknownSchemeError(BackendError, ValueError):
+    """No backend is registered for the URI's scheme."""
+
+
+class BackendUnavailableError(BackendError, ImportError):
+    """The backend's package is not installed; the message names the extra."""
+
+
+class StoreError(VecdrError, OSError):
+    """The underlying storage failed in a way vecdr cannot recover from."""

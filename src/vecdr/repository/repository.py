@@ -1,0 +1,156 @@
+"""A repository: config, content-addressed objects, manifests and commit records.
+
+Write order for a snapshot: segments → artifacts → manifest → commit record.
+Readers go the other way and check every hash. A snapshot exists when, and only
+when, its commit record exists.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+
+from vecdr.errors import (
+    IntegrityError,
+    NotARepositoryError,
+    RepositoryExistsError,
+    StoreError,
+)
+from vecdr.format.hashing import sha256_hex
+from vecdr.format.manifest import Manifest
+from vecdr.format.objects import ObjectRef
+from vecdr.format.records import CommitRecord, Config
+from vecdr.repository.commits import commit_manifest, read_commits
+from vecdr.store import Store, open_store
+
+CONFIG = "config.json"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def object_key(kind: str, digest: str, ext: str) -> str:
+    """``segments/ab/<sha256>.parquet``: sharded by the first two hex digits."""
+    return f"{kind}/{digest[:2]}/{digest}.{ext}"
+
+
+def probe_atomic_create(store: Store) -> bool:
+    """Whether a second create-if-absent of the same key fails, as it must."""
+    key = f"locks/probe-{uuid.uuid4().hex}"
+    try:
+        store.create(key, b"1")
+        try:
+            store.create(key, b"2")
+        except FileExistsError:
+            return store.atomic_create
+        return False
+    finally:
+        store.delete(key)
+
+
+class Repository:
+    """Objects, manifests and commits of one repository on one store."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    def init(cls, url: str | os.PathLike[str]) -> Repository:
+        """Create an empty repository; refuses a location that already holds anything."""
+        store = open_store(url)
+        try:
+            if store.exists(CONFIG):
+                raise RepositoryExistsError(f"{store.url} already holds a vecdr repository")
+            if next(iter(store.list()), None) is not None:
+                raise RepositoryExistsError(
+                    f"{store.url} is not empty; a repository needs an empty location"
+                )
+            atomic = probe_atomic_create(store)
+            config = Config(
+                id=uuid.uuid4().hex,
+                created_at=utcnow(),
+                capabilities={"atomic_create": atomic},
+            )
+            try:
+                store.create(CONFIG, config.to_bytes())
+            except FileExistsError:
+                raise RepositoryExistsError(f"{store.url} already holds a vecdr repository") from None
+        except OSError as exc:
+            if isinstance(exc, RepositoryExistsError | StoreError):
+                raise
+            raise StoreError(f"cannot create a repository at {store.url}: {exc}") from exc
+        return cls(store, config)
+
+    @classmethod
+    def open(cls, url: str | os.PathLike[str]) -> Repository:
+        store = open_store(url)
+        try:
+            data = store.read(CONFIG)
+        except FileNotFoundError:
+            raise NotARepositoryError(
+                f"{store.url} is not a vecdr repository (no {CONFIG}; create one with `vecdr init`)"
+            ) from None
+        except IsADirectoryError:
+            raise NotARepositoryError(f"{store.url} is not a vecdr repository") from None
+        return cls(store, Config.from_bytes(data, f"{store.url}/{CONFIG}"))
+
+    # -- objects -----------------------------------------------------------------
+
+    def put(self, kind: str, data: bytes, ext: str) -> tuple[ObjectRef, bool]:
+        """Store an immutable object by content; returns its ref and whether it was new."""
+        digest = sha256_hex(data)
+        ref = ObjectRef(object_key(kind, digest, ext), digest, len(data))
+        if self.store.exists(ref.key):
+            return ref, False
+        self.store.write(ref.key, data)
+        return ref, True
+
+    def get(self, ref: ObjectRef) -> bytes:
+        """Read an object and check its size and sha256; :class:`IntegrityError` if either is off."""
+        try:
+            data = self.store.read(ref.key)
+        except FileNotFoundError:
+            raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
+        if len(data) != ref.size:
+            raise IntegrityError(
+                f"{ref.key}: size {len(data)} bytes, expected {ref.size} (truncated or replaced)",
+                path=ref.key,
+            )
+        if sha256_hex(data) != ref.sha256:
+            raise IntegrityError(f"{ref.key}: sha256 mismatch (corrupted)", path=ref.key)
+        return data
+
+    # -- manifests and commits ---------------------------------------------------
+
+    def put_manifest(self, manifest: Manifest) -> ObjectRef:
+        data = manifest.to_bytes()
+        ref = ObjectRef(f"manifests/{manifest.snapshot}.json", sha256_hex(data), len(data))
+        self.store.write(ref.key, data)
+        return ref
+
+    def load_manifest(self, commit: CommitRecord) -> Manifest:
+        manifest = Manifest.from_bytes(self.get(commit.manifest), commit.manifest.key)
+        if manifest.snapshot != commit.snapshot:
+            raise IntegrityError(
+                f"{commit.manifest.key}: belongs to snapshot {manifest.snapshot}, "
+                f"commit {commit.key} names {commit.snapshot}",
+                path=commit.manifest.key,
+            )
+        return manifest
+
+    def commits(self) -> list[CommitRecord]:
+        """Every commit record, oldest first."""
+        return read_commits(self.store)
+
+    def commit(self, manifest: Manifest, ref: ObjectRef) -> CommitRecord:
+        """Write the commit point for ``manifest`` (already stored at ``ref``)."""
+        return commit_manifest(self.store, manifest, ref)

@@ -1,0 +1,67 @@
+"""The store contract: a flat key space of byte objects over one filesystem.
+
+A store knows nothing about snapshots. Keys are relative POSIX paths such as
+``segments/ab/<sha256>.parquet``. Two writes matter to the commit protocol:
+
+* :meth:`Store.write` puts an object under its final name; for content-addressed
+  objects writing the same bytes twice is harmless.
+* :meth:`Store.create` is create-if-absent: it raises :class:`FileExistsError`
+  when the key exists, atomically where :attr:`Store.atomic_create` is true.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<cred>[^/@\s]+)@")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
+    return _SECRET_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
+class Store(ABC):
+    """A flat key space of immutable objects plus create-if-absent records."""
+
+    #: True where :meth:`create` cannot be won by two writers at once.
+    atomic_create: bool = False
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+
+    @abstractmethod
+    def read(self, key: str) -> bytes:
+        """Return the object's bytes; :class:`FileNotFoundError` when absent."""
+
+    @abstractmethod
+    def write(self, key: str, data: bytes) -> None:
+        """Put ``data`` under ``key`` durably, replacing what is there."""
+
+    @abstractmethod
+    def create(self, key: str, data: bytes) -> None:
+        """Put ``data`` under ``key`` only if the key is absent, else :class:`FileExistsError`."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds an object."""
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """The object's size in bytes; :class:`FileNotFoundError` when absent."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key under ``prefix`` (a folder, without trailing slash)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; absent keys are ignored."""
+
+    def sync(self) -> None:
+        """Make every completed :meth:`write` durable (a no-op where writes already are)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

@@ -1,0 +1,83 @@
+"""Local disk: plain files, fsync'd, with ``os.link`` as create-if-absent."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from vecdr.store.base import Store
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(Store):
+    """Objects as files under ``root``.
+
+    Every write goes to a temporary file in the target folder, is fsync'd, then
+    takes its final name (``os.replace`` for :meth:`write`, ``os.link`` for
+    :meth:`create`, which fails when the name exists), and the folder is fsync'd.
+    A crash therefore never leaves a partial object under a final name.
+    """
+
+    atomic_create = True
+
+    def __init__(self, root: str | os.PathLike[str], url: str | None = None) -> None:
+        self.root = Path(root)
+        super().__init__(url or str(self.root))
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _stage(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = self._stage(path, data)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+    def create(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = self._stage(path, data)
+        try:
+            os.link(tmp, path)
+        finally:
+            tmp.unlink()
+        _fsync_dir(path.parent)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                yield Path(dirpath, name).relative_to(self.root).as_posix()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
