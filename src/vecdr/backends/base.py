@@ -1,0 +1,113 @@
+"""The backend contract: a source yields rows to snapshot, a target rebuilds from them.
+
+Rows travel as Arrow tables of the segment schema: ``id`` (int64 or string),
+``vector`` (FixedSizeList<float32, d>) and one column per attribute.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What a source holds, known before scanning it."""
+
+    name: str
+    dimension: int
+    id_type: str
+    attributes: pa.Schema = field(default_factory=lambda: pa.schema([]))
+    index: dict[str, Any] = field(default_factory=dict)
+    rows: int | None = None
+    software: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """Changes a tracked source recorded since snapshot ``base`` (``None``: since creation)."""
+
+    base: str | None
+    upserts: pa.Table
+    deletes: pa.Array
+    token: Any = None
+
+
+class Source(ABC):
+    """Something to snapshot."""
+
+    backend: str = ""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    @abstractmethod
+    def info(self) -> SourceInfo: ...
+
+    @abstractmethod
+    def ids(self) -> pa.Array:
+        """Every id, without vectors: cheap, so duplicates are caught before anything is written."""
+
+    @abstractmethod
+    def scan(self, batch_rows: int) -> Iterator[pa.Table]:
+        """Every row, in batches of at most ``batch_rows``."""
+
+    def changes(self) -> ChangeSet | None:
+        """Recorded changes for tracked mode; ``None`` where the source keeps no journal."""
+        return None
+
+    def committed(self, snapshot: str, changes: ChangeSet | None) -> None:
+        """Called after snapshot ``snapshot`` is committed (tracked sources trim their journal)."""
+
+    def artifacts(self, with_index: bool) -> dict[str, tuple[bytes, str]]:
+        """Extra state to keep, as ``{name: (bytes, extension)}``: trained state, native index."""
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSpec:
+    """What the target is asked to rebuild."""
+
+    collection: str
+    snapshot: str
+    dimension: int
+    id_type: str
+    attributes: pa.Schema
+    index: dict[str, Any]
+    rows: int
+    #: Fetches (and hash-checks) a kept artifact by name; ``None`` if the snapshot has none.
+    artifact: Callable[[str], bytes | None] = field(default=lambda name: None, repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Target(ABC):
+    """Somewhere to restore into. ``begin`` → ``write``* → ``finish``, or ``abort``."""
+
+    backend: str = ""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    @abstractmethod
+    def exists(self) -> bool: ...
+
+    @abstractmethod
+    def begin(self, spec: RestoreSpec, force: bool = False) -> bool:
+        """Prepare; return True when the target is already complete (a native fast path)."""
+
+    @abstractmethod
+    def write(self, rows: pa.Table) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> dict[str, float]:
+        """Build and publish atomically; returns seconds per phase."""
+
+    def abort(self) -> None:
+        """Drop whatever ``begin`` and ``write`` made."""

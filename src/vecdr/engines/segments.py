@@ -1,0 +1,152 @@
+"""Writing new segments in parallel, and reading a snapshot's live rows back in parallel."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+
+from vecdr.errors import IntegrityError
+from vecdr.format.deletions import decode_deletions
+from vecdr.format.manifest import Manifest, SegmentEntry
+from vecdr.format.segment import decode_segment, encode_segment
+from vecdr.repository import Repository
+
+#: Raw bytes of rows per new segment.
+SEGMENT_BYTES = 64 << 20
+
+
+def default_workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def segment_rows(dimension: int) -> int:
+    return max(1024, SEGMENT_BYTES // (4 * dimension + 8))
+
+
+class SegmentWriter:
+    """Buffers rows into segments and encodes and uploads them on a thread pool.
+
+    Every row gets its final ``(segment, row)`` position when it is added, before
+    its segment is written. At most ``workers`` segments are in flight, which
+    bounds memory.
+    """
+
+    def __init__(self, repo: Repository, schema: pa.Schema, workers: int) -> None:
+        self.repo = repo
+        self.schema = schema
+        self.rows_per_segment = segment_rows(schema.field("vector").type.list_size)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-encode")
+        self.workers = workers
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.count = 0
+        self.inflight: deque[Future[tuple[SegmentEntry, bool]]] = deque()
+        self.done: list[tuple[SegmentEntry, bool]] = []
+
+    def add(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """Queue rows; returns each row's (new segment number, row) position."""
+        n = table.num_rows
+        seg = np.empty(n, np.int32)
+        row = np.empty(n, np.int32)
+        taken = 0
+        while taken < n:
+            room = self.rows_per_segment - self.pending_rows
+            part = table.slice(taken, min(room, n - taken))
+            seg[taken : taken + part.num_rows] = self.count
+            row[taken : taken + part.num_rows] = np.arange(
+                self.pending_rows, self.pending_rows + part.num_rows, dtype=np.int32
+            )
+            self.pending.append(part)
+            self.pending_rows += part.num_rows
+            taken += part.num_rows
+            if self.pending_rows >= self.rows_per_segment:
+                self._flush()
+        return seg, row
+
+    def _flush(self) -> None:
+        if not self.pending_rows:
+            return
+        table = pa.concat_tables(self.pending).cast(self.schema)
+        self.pending, self.pending_rows = [], 0
+        self.count += 1
+        while len(self.inflight) >= self.workers:
+            self.done.append(self.inflight.popleft().result())
+        self.inflight.append(self.pool.submit(self._write, table))
+
+    def _write(self, table: pa.Table) -> tuple[SegmentEntry, bool]:
+        data = encode_segment(table)
+        ref, new = self.repo.put("segments", data, "parquet")
+        return SegmentEntry(object=ref, rows=table.num_rows, live=table.num_rows), new
+
+    def finish(self) -> list[tuple[SegmentEntry, bool]]:
+        """Write what is buffered and wait; returns (entry, newly written) per segment, in order."""
+        self._flush()
+        while self.inflight:
+            self.done.append(self.inflight.popleft().result())
+        self.pool.shutdown()
+        return self.done
+
+    def close(self) -> None:
+        for future in self.inflight:
+            future.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def dead_mask(repo: Repository, entry: SegmentEntry) -> np.ndarray | None:
+    """The segment's deletion vector as a boolean mask, or None when every row is live."""
+    if entry.deletions is None:
+        return None
+    try:
+        return decode_deletions(repo.get(entry.deletions), entry.rows)
+    except ValueError as exc:
+        raise IntegrityError(f"{entry.deletions.key}: {exc}", path=entry.deletions.key) from exc
+
+
+def _load_live(repo: Repository, entry: SegmentEntry, columns: list[str] | None) -> pa.Table:
+    table = decode_segment(repo.get(entry.object), entry.object.key, columns=columns)
+    if table.num_rows != entry.rows:
+        raise IntegrityError(
+            f"{entry.object.key}: {table.num_rows} rows, manifest says {entry.rows}",
+            path=entry.object.key,
+        )
+    dead = dead_mask(repo, entry)
+    if dead is not None:
+        table = table.filter(pa.array(~dead))
+    if table.num_rows != entry.live:
+        raise IntegrityError(
+            f"{entry.object.key}: {table.num_rows} live rows, manifest says {entry.live}",
+            path=entry.object.key,
+        )
+    return table
+
+
+def iter_live(
+    repo: Repository,
+    manifest: Manifest,
+    workers: int | None = None,
+    columns: list[str] | None = None,
+) -> Iterator[pa.Table]:
+    """Yield each segment's live rows, in manifest order, reading ahead on a thread pool.
+
+    At most ``workers + 1`` decoded segments are held at once, so memory stays bounded
+    while reading and decoding overlap whatever the caller does with each table.
+    """
+    workers = workers or default_workers()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-read") as pool:
+        queue: deque[Future[pa.Table]] = deque()
+        entries = iter(manifest.segments)
+        try:
+            for entry in entries:
+                queue.append(pool.submit(_load_live, repo, entry, columns))
+                if len(queue) > workers:
+                    yield queue.popleft().result()
+            while queue:
+                yield queue.popleft().result()
+        finally:
+            for future in queue:
+                future.cancel()

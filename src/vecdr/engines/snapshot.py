@@ -1,0 +1,358 @@
+"""Taking a snapshot: full, diff (compare row hashes) or tracked (replay a journal).
+
+Every mode ends the same way: new segments and artifacts are written, then a
+self-contained manifest listing every live segment with its deletion vector,
+then the commit record. Nothing before the commit record changes what any
+reader sees.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vecdr.backends.base import ChangeSet, Source, SourceInfo
+from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers
+from vecdr.errors import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    NonFiniteVectorError,
+    SchemaError,
+)
+from vecdr.format.deletions import encode_deletions
+from vecdr.format.hashing import row_hashes
+from vecdr.format.manifest import Manifest, SegmentEntry
+from vecdr.format.rowindex import RowIndex
+from vecdr.format.segment import id_type, segment_schema, vectors_from_arrow
+from vecdr.progress import NULL, Reporter
+from vecdr.repository import Repository, utcnow
+
+SCAN_BATCH_ROWS = 65536
+MODES = ("auto", "full", "diff", "tracked")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResult:
+    snapshot: str
+    collection: str
+    seq: int
+    mode: str
+    parent: str | None
+    rows: int
+    added: int
+    changed: int
+    deleted: int
+    bytes_written: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.snapshot, **asdict(self)}
+
+
+def _check_ids_unique(ids: pa.Array) -> None:
+    counts = pc.value_counts(ids)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        first = dup[0].as_py()
+        raise DuplicateIdError(
+            f"the source holds {len(dup)} duplicated id(s), e.g. {first['values']!r} "
+            f"appears {first['counts']} times; ids must be unique"
+        )
+
+
+def _check_batch(batch: pa.Table, info: SourceInfo, allow_nonfinite: bool) -> np.ndarray:
+    vector_field = batch.schema.field("vector")
+    width = getattr(vector_field.type, "list_size", None)
+    if width != info.dimension:
+        raise DimensionMismatchError(f"rows have dimension {width}, source said {info.dimension}")
+    vectors = vectors_from_arrow(batch.column("vector"), info.dimension)
+    if not allow_nonfinite and not np.isfinite(vectors).all():
+        bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        raise NonFiniteVectorError(
+            f"the vector of id {batch.column('id')[bad].as_py()!r} holds NaN or Inf; "
+            "pass allow_nonfinite (--allow-nonfinite) to store it anyway"
+        )
+    return vectors
+
+
+class _Snapshotter:
+    """One snapshot in progress: the previous state, the rows written, the rows dropped."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        source: Source,
+        info: SourceInfo,
+        collection: str,
+        prev: Manifest | None,
+        prev_rows: RowIndex,
+        workers: int,
+        allow_nonfinite: bool,
+        reporter: Reporter,
+        parent: str | None,
+    ) -> None:
+        self.parent = parent
+        self.repo = repo
+        self.source = source
+        self.info = info
+        self.collection = collection
+        self.prev = prev
+        self.prev_rows = prev_rows
+        self.allow_nonfinite = allow_nonfinite
+        self.reporter = reporter
+        self.schema = segment_schema(info.dimension, info.id_type, info.attributes)
+        self.writer = SegmentWriter(repo, self.schema, workers)
+        self.dead = np.zeros(len(prev_rows), dtype=bool)  # prev rows no longer live
+        self.seen = np.zeros(len(prev_rows), dtype=bool)  # prev rows met in a full scan
+        self.new_ids: list[pa.Array] = []
+        self.new_seg: list[np.ndarray] = []
+        self.new_row: list[np.ndarray] = []
+        self.new_hash: list[np.ndarray] = []
+        self.added = 0
+        self.changed = 0
+
+    def _match(self, ids: pa.Array) -> np.ndarray:
+        """Position of each id in the previous row index, -1 where absent."""
+        if not len(self.prev_rows):
+            return np.full(len(ids), -1, dtype=np.int64)
+        pos = pc.index_in(ids, value_set=self.prev_rows.ids)
+        return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def upsert(self, batch: pa.Table) -> None:
+        """Rows present in the source now: write those that are new or changed."""
+        vectors = _check_batch(batch, self.info, self.allow_nonfinite)
+        ids = batch.column("id").combine_chunks().cast(id_type(self.info.id_type))
+        attrs = batch.select([f.name for f in self.info.attributes]) if self.info.attributes else None
+        hashes = row_hashes(ids, vectors, attrs)
+        pos = self._match(ids)
+        known = pos >= 0
+        same = np.zeros(len(ids), dtype=bool)
+        if known.any():
+            same[known] = (self.prev_rows.hash[pos[known]] == hashes[known]).all(axis=1)
+            self.seen[pos[known]] = True
+        replaced = known & ~same
+        self.dead[pos[replaced]] = True
+        self.changed += int(replaced.sum())
+        self.added += int((~known).sum())
+        write = ~same
+        if write.any():
+            mask = pa.array(write)
+            out = batch.filter(mask) if not write.all() else batch
+            seg, row = self.writer.add(out)
+            self.new_ids.append(ids.filter(mask))
+            self.new_seg.append(seg)
+            self.new_row.append(row)
+            self.new_hash.append(hashes[write])
+        self.reporter.advance(batch.num_rows)
+
+    def delete(self, ids: pa.Array) -> int:
+        """Ids removed from the source (tracked mode)."""
+        if not len(ids):
+            return 0
+        pos = self._match(ids.cast(id_type(self.info.id_type)))
+        pos = pos[pos >= 0]
+        fresh = pos[~self.dead[pos]]
+        self.dead[fresh] = True
+        return len(fresh)
+
+    def finish(self, deleted: int, with_index: bool, tags: tuple[str, ...], mode: str,
+               started: float) -> tuple[Manifest, int]:
+        written = self.writer.finish()
+        bytes_written = sum(e.object.size for e, new in written if new)
+
+        # Previous segments that keep live rows, with updated deletion vectors.
+        segments: list[SegmentEntry] = []
+        remap = np.full(len(self.prev.segments) if self.prev else 0, -1, dtype=np.int32)
+        if self.prev is not None:
+            dead_by_seg = _group_dead(self.prev_rows, self.dead, len(self.prev.segments))
+            for i, entry in enumerate(self.prev.segments):
+                newly_dead = dead_by_seg.get(i)
+                if newly_dead is None:
+                    remap[i] = len(segments)
+                    segments.append(entry)
+                    continue
+                mask = dead_mask(self.repo, entry)
+                mask = np.zeros(entry.rows, dtype=bool) if mask is None else mask.copy()
+                mask[newly_dead] = True
+                live = int(entry.rows - mask.sum())
+                if live == 0:
+                    continue
+                ref, new = self.repo.put("artifacts", encode_deletions(mask), "del")
+                bytes_written += ref.size if new else 0
+                remap[i] = len(segments)
+                segments.append(SegmentEntry(entry.object, entry.rows, live, ref))
+        base = len(segments)
+        segments.extend(e for e, _ in written)
+
+        # The new row index: surviving previous rows, then the rows just written.
+        keep = ~self.dead
+        id_t = id_type(self.info.id_type)
+        rows = RowIndex(
+            ids=pa.concat_arrays(
+                [self.prev_rows.ids.filter(pa.array(keep)).cast(id_t)]
+                + [a.cast(id_t) for a in self.new_ids]
+            ),
+            segment=np.concatenate(
+                [remap[self.prev_rows.segment[keep]]] + [s + base for s in self.new_seg]
+            ).astype(np.int32),
+            row=np.concatenate([self.prev_rows.row[keep]] + self.new_row).astype(np.int32),
+            hash=np.concatenate([self.prev_rows.hash[keep]] + self.new_hash),
+        )
+        artifacts = {}
+        ref, new = self.repo.put("artifacts", rows.to_bytes(), "rows.parquet")
+        bytes_written += ref.size if new else 0
+        artifacts["row_index"] = ref
+        for name, (data, ext) in self.source.artifacts(with_index).items():
+            ref, new = self.repo.put("artifacts", data, ext)
+            bytes_written += ref.size if new else 0
+            artifacts[name] = ref
+
+        snapshot_id = uuid.uuid4().hex
+        manifest = Manifest(
+            snapshot=snapshot_id,
+            collection=self.collection,
+            created_at=utcnow(),
+            dimension=self.info.dimension,
+            id_type=self.info.id_type,
+            schema=self.schema,
+            segments=tuple(segments),
+            index=self.info.index,
+            artifacts=artifacts,
+            parent=self.parent,
+            tags=tags,
+            source={"backend": self.source.backend, "uri": self.source.uri},
+            software={"vecdr": version("vecdr"), "pyarrow": pa.__version__, **self.info.software},
+            stats={
+                "mode": mode,
+                "rows": len(rows),
+                "added": self.added,
+                "changed": self.changed,
+                "deleted": deleted,
+                "bytes_written": bytes_written,
+                "seconds": round(time.perf_counter() - started, 6),
+            },
+        )
+        if manifest.rows != len(rows):
+            raise AssertionError(f"live rows {manifest.rows} != row index {len(rows)}")
+        return manifest, bytes_written
+
+
+def _group_dead(rows: RowIndex, dead: np.ndarray, nseg: int) -> dict[int, np.ndarray]:
+    """Row positions newly dead, per previous segment."""
+    idx = np.flatnonzero(dead)
+    if not len(idx):
+        return {}
+    segs = rows.segment[idx]
+    order = np.argsort(segs, kind="stable")
+    segs, pos = segs[order], rows.row[idx][order]
+    bounds = np.flatnonzero(np.diff(segs)) + 1
+    return {int(s[0]): p for s, p in zip(np.split(segs, bounds), np.split(pos, bounds), strict=True)}
+
+
+def snapshot(
+    repo: Repository,
+    source: Source,
+    *,
+    collection: str | None = None,
+    tags: tuple[str, ...] | list[str] = (),
+    with_index: bool = False,
+    mode: str = "auto",
+    allow_nonfinite: bool = False,
+    workers: int | None = None,
+    reporter: Reporter = NULL,
+) -> SnapshotResult:
+    """Snapshot ``source`` into ``repo`` and commit it.
+
+    ``mode``: ``"auto"`` uses the source's change journal when it continues the
+    collection's latest snapshot, else compares row hashes (``"diff"``, which is a
+    full snapshot when there is no previous one). ``"full"`` ignores the previous
+    snapshot's rows (segments already stored are still not rewritten twice).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    started = time.perf_counter()
+    info = source.info()
+    name = collection or info.name
+    tags = tuple(tags)
+    previous = [c for c in repo.commits() if c.collection == name]
+    prev = repo.load_manifest(previous[-1]) if previous else None
+    if prev is not None:
+        if prev.dimension != info.dimension:
+            raise DimensionMismatchError(
+                f"collection {name!r} holds {prev.dimension}-dimensional vectors; "
+                f"the source has {info.dimension}"
+            )
+        if prev.id_type != info.id_type:
+            raise SchemaError(f"collection {name!r} has {prev.id_type} ids; the source has {info.id_type}")
+        if not prev.attributes.equals(info.attributes):
+            raise SchemaError(
+                f"collection {name!r} has attribute columns {prev.attributes.names}; "
+                f"the source has {info.attributes.names}: snapshot it into a new --collection"
+            )
+    use_prev = prev is not None and mode != "full"
+    prev_rows = (
+        RowIndex.from_bytes(repo.get(prev.artifacts["row_index"]), prev.artifacts["row_index"].key)
+        if use_prev and prev is not None
+        else RowIndex.empty(id_type(info.id_type))
+    )
+    # Read the journal before scanning: whatever it holds is in the scan too, so
+    # after the commit it can be trimmed up to here whatever mode ran.
+    journal: ChangeSet | None = source.changes()
+    base = prev.snapshot if use_prev and prev is not None else None
+    tracked = journal is not None and base is not None and journal.base == base
+    if mode == "tracked" and not tracked:
+        reporter.warn(
+            "the source's change journal does not continue the latest snapshot; comparing every row"
+            if journal is not None
+            else "the source keeps no change journal; comparing every row"
+        )
+    run_mode = "tracked" if tracked else ("diff" if use_prev else "full")
+
+    job = _Snapshotter(
+        repo, source, info, name, prev if use_prev else None, prev_rows,
+        workers or default_workers(), allow_nonfinite, reporter,
+        parent=prev.snapshot if prev is not None else None,
+    )
+    try:
+        if tracked and journal is not None:
+            upserts = journal.upserts
+            _check_ids_unique(upserts.column("id").combine_chunks())
+            reporter.start("snapshot (tracked)", upserts.num_rows)
+            for offset in range(0, upserts.num_rows, SCAN_BATCH_ROWS):
+                job.upsert(upserts.slice(offset, SCAN_BATCH_ROWS))
+            deleted = job.delete(journal.deletes)
+        else:
+            _check_ids_unique(source.ids())
+            reporter.start(f"snapshot ({run_mode})", info.rows)
+            for batch in source.scan(SCAN_BATCH_ROWS):
+                job.upsert(batch)
+            unseen = ~job.seen & ~job.dead
+            deleted = int(unseen.sum())
+            job.dead |= unseen
+        reporter.finish()
+        manifest, bytes_written = job.finish(deleted, with_index, tags, run_mode, started)
+    except BaseException:
+        job.writer.close()
+        raise
+    ref = repo.put_manifest(manifest)
+    record = repo.commit(manifest, ref)
+    source.committed(manifest.snapshot, journal)
+    return SnapshotResult(
+        snapshot=manifest.snapshot,
+        collection=name,
+        seq=record.seq,
+        mode=run_mode,
+        parent=manifest.parent,
+        rows=manifest.rows,
+        added=job.added,
+        changed=job.changed,
+        deleted=deleted,
+        bytes_written=bytes_written + ref.size,
+        seconds=round(time.perf_counter() - started, 6),
+    )
