@@ -1,0 +1,162 @@
+"""vecdr: backup and disaster recovery for vector indexes.
+
+    import vecdr
+    repo = vecdr.init("s3://backups/vectors")          # or vecdr.open_repository(...)
+    vecdr.snapshot(repo, "faiss:/data/index.faiss")   # full, then incremental
+    vecdr.restore(repo, "faiss:/data/restored.faiss", "latest")
+    index = vecdr.restore_index(repo, "latest")       # a FAISS index in memory
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from vecdr import errors
+from vecdr.backends.base import Source, Target
+from vecdr.backends.registry import open_source, open_target
+from vecdr.engines import RestoreResult, SnapshotResult, VerifyReport
+from vecdr.engines import export as _export
+from vecdr.engines import restore as _restore
+from vecdr.engines import snapshot as _snapshot
+from vecdr.engines import verify as _verify
+from vecdr.errors import VecdrError
+from vecdr.progress import NULL, Reporter
+from vecdr.repository import Repository
+
+__all__ = [
+    "Repository",
+    "RestoreResult",
+    "SnapshotResult",
+    "VecdrError",
+    "VerifyReport",
+    "errors",
+    "export",
+    "init",
+    "open_repository",
+    "restore",
+    "restore_index",
+    "snapshot",
+    "snapshots",
+    "verify",
+]
+
+RepoLike = Repository | str | os.PathLike[str]
+
+
+def init(url: str | os.PathLike[str]) -> Repository:
+    """Create an empty repository at a path or fsspec URL."""
+    return Repository.init(url)
+
+
+def open_repository(url: RepoLike) -> Repository:
+    return url if isinstance(url, Repository) else Repository.open(url)
+
+
+def _as_source(source: Any, embeddings: Any = None) -> Source:
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, str):
+        return open_source(source, **({"embeddings": embeddings} if embeddings is not None else {}))
+    from vecdr.backends.faiss import FaissSource  # a faiss.Index or TrackedIndex object
+
+    return FaissSource(source, embeddings=embeddings)
+
+
+def snapshot(
+    repo: RepoLike,
+    source: Any,
+    *,
+    collection: str | None = None,
+    tags: tuple[str, ...] | list[str] = (),
+    with_index: bool = False,
+    embeddings: Any = None,
+    mode: str = "auto",
+    allow_nonfinite: bool = False,
+    reporter: Reporter = NULL,
+) -> SnapshotResult:
+    """Snapshot a source (URI, FAISS index, ``vecdr.faiss.TrackedIndex`` or Source) and commit it."""
+    src = _as_source(source, embeddings)
+    try:
+        return _snapshot(
+            open_repository(repo), src, collection=collection, tags=tags, with_index=with_index,
+            mode=mode, allow_nonfinite=allow_nonfinite, reporter=reporter,
+        )
+    finally:
+        src.close()
+
+
+def snapshots(repo: RepoLike, collection: str | None = None) -> list[dict[str, Any]]:
+    """Committed snapshots, oldest first."""
+    out = []
+    for c in open_repository(repo).commits():
+        if collection is None or c.collection == collection:
+            out.append({"id": c.snapshot, "seq": c.seq, "collection": c.collection,
+                        "created_at": c.created_at, "tags": list(c.tags), "rows": c.rows,
+                        "parent": c.parent})
+    return out
+
+
+def restore(
+    repo: RepoLike,
+    target: str | Target,
+    snapshot: str | None = "latest",
+    *,
+    collection: str | None = None,
+    as_of: str | datetime | None = None,
+    force: bool = False,
+    reporter: Reporter = NULL,
+    **target_options: Any,
+) -> RestoreResult:
+    """Restore a snapshot into a target URI (``faiss:PATH``, ``parquet:PATH``) or Target."""
+    tgt = open_target(target, **target_options) if isinstance(target, str) else target
+    return _restore(open_repository(repo), tgt, snapshot, collection=collection, as_of=as_of,
+                    force=force, reporter=reporter)
+
+
+def restore_index(
+    repo: RepoLike,
+    snapshot: str | None = "latest",
+    *,
+    collection: str | None = None,
+    as_of: str | datetime | None = None,
+    factory: str | None = None,
+    reporter: Reporter = NULL,
+) -> Any:
+    """Restore a snapshot into an in-memory FAISS index and return it."""
+    from vecdr.backends.faiss import FaissTarget, fi
+
+    target = FaissTarget(None, factory=factory)
+    _restore(open_repository(repo), target, snapshot, collection=collection, as_of=as_of,
+             reporter=reporter)
+    if target.index is None and target.blob is not None:
+        return fi.deserialize(target.blob)
+    return target.index
+
+
+def verify(repo: RepoLike, read_data: bool = False, reporter: Reporter = NULL) -> VerifyReport:
+    return _verify(open_repository(repo), read_data=read_data, reporter=reporter)
+
+
+def export(
+    repo: RepoLike,
+    snapshot: str | None,
+    out: str | os.PathLike[str],
+    *,
+    collection: str | None = None,
+    force: bool = False,
+    reporter: Reporter = NULL,
+) -> dict[str, object]:
+    """Export a snapshot's live rows to Parquet, or to ``.npy`` (vectors) plus ``.ids.npy``."""
+    return _export(open_repository(repo), snapshot, out, collection=collection, force=force,
+                   reporter=reporter)
+
+
+def __getattr__(name: str) -> Any:
+    # ``vecdr.faiss`` imports faiss, an optional extra: load it on first use.
+    if name == "faiss":
+        import importlib
+
+        return importlib.import_module("vecdr.faiss")
+    raise AttributeError(f"module 'vecdr' has no attribute {name!r}")

@@ -1,0 +1,406 @@
+"""FAISS: snapshot an index file or object, restore into an index of the recorded spec.
+
+URIs: ``faiss:PATH`` (an index written by ``faiss.write_index``). Options after
+``?``: ``embeddings=FILE`` (``.npy`` in index order, or Parquet with ``id`` and
+``vector`` columns) for indexes that do not keep vectors losslessly, and
+``journal=DIR`` for tracked mode (default: ``PATH.journal`` when it exists).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vecdr.backends import faiss_index as fi
+from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
+from vecdr.backends.journal import Journal
+from vecdr.errors import (
+    DimensionMismatchError,
+    LossyIndexError,
+    SchemaError,
+    SourceError,
+    TargetError,
+    TargetExistsError,
+)
+from vecdr.format.segment import vectors_from_arrow, vectors_to_arrow
+
+#: Index built when restoring a snapshot whose spec is not a FAISS one (cross-engine).
+DEFAULT_FACTORY = "HNSW32,Flat"
+
+
+def _table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
+    return pa.table({"id": pa.array(ids, pa.int64()), "vector": vectors_to_arrow(vectors)})
+
+
+def _load_embeddings(path: str, ids: np.ndarray, dimension: int) -> np.ndarray:
+    """Embeddings aligned with ``ids`` (the index's order) from ``.npy`` or Parquet."""
+    if path.endswith(".npy"):
+        vectors = np.load(path, mmap_mode="r")
+        if vectors.ndim != 2 or len(vectors) != len(ids):
+            raise SourceError(
+                f"{path}: expected {len(ids)} embeddings (one per indexed vector), "
+                f"found shape {vectors.shape}"
+            )
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["id", "vector"])
+        pos = pc.index_in(pa.array(ids), value_set=table.column("id").combine_chunks())
+        if pos.null_count:
+            raise SourceError(f"{path}: {pos.null_count} indexed ids have no embedding")
+        width = table.schema.field("vector").type.list_size
+        vectors = vectors_from_arrow(table.column("vector"), width)[pos.to_numpy()]
+    if vectors.shape[1] != dimension:
+        raise DimensionMismatchError(
+            f"{path}: embeddings have dimension {vectors.shape[1]}, the index {dimension}"
+        )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def _sequential_ids(index: faiss.Index) -> np.ndarray:
+    """Ids in the order embeddings are expected: insertion order, or ascending for IVF."""
+    inner, id_map, _ = fi.unwrap(index)
+    ids = fi.ids_in_order(index)
+    return ids if id_map is not None or fi._ivf(inner) is None else np.sort(ids)
+
+
+class FaissSource(Source):
+    """A FAISS index (object or file), optionally with embeddings and a change journal."""
+
+    backend = "faiss"
+
+    def __init__(
+        self,
+        index: faiss.Index | str | os.PathLike[str],
+        *,
+        embeddings: np.ndarray | str | None = None,
+        journal: Journal | str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        uri: str | None = None,
+    ) -> None:
+        if isinstance(index, str | os.PathLike):
+            path = Path(index)
+            if not path.is_file():
+                raise SourceError(f"no FAISS index at {path}")
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise SourceError(f"{path} is not a FAISS index file") from exc
+            name = name or path.stem
+            uri = uri or f"faiss:{path}"
+            if journal is None and Journal.exists_at(f"{path}.journal"):
+                journal = f"{path}.journal"
+        if isinstance(index, TrackedIndex):
+            journal = journal or index.journal
+            index = index.index
+        super().__init__(uri or "faiss:<memory>")
+        self.index = index
+        self.name = name or "faiss"
+        self.journal = Journal(journal) if isinstance(journal, str | os.PathLike) else journal
+        self._embeddings = embeddings
+        self._spec = fi.describe(index)
+
+    def info(self) -> SourceInfo:
+        return SourceInfo(
+            name=self.name,
+            dimension=self.index.d,
+            id_type="int64",
+            index=self._spec,
+            rows=self.index.ntotal,
+            software={"faiss": faiss.__version__},
+        )
+
+    def ids(self) -> pa.Array:
+        return pa.array(fi.ids_in_order(self.index), pa.int64())
+
+    def scan(self, batch_rows: int) -> Iterator[pa.Table]:
+        if self._spec["lossless"]:
+            for ids, vectors in fi.iter_vectors(self.index, batch_rows):
+                yield _table(ids, vectors)
+            return
+        if self._embeddings is None:
+            raise LossyIndexError(
+                f"a {self._spec['class']} index does not keep the original vectors; "
+                "supply the embeddings (embeddings=… in the API, faiss:PATH?embeddings=FILE)"
+            )
+        ids = _sequential_ids(self.index)
+        if isinstance(self._embeddings, str):
+            vectors = _load_embeddings(self._embeddings, ids, self.index.d)
+        else:
+            vectors = np.asarray(self._embeddings, dtype=np.float32)
+            if vectors.shape != (len(ids), self.index.d):
+                raise SourceError(
+                    f"embeddings have shape {vectors.shape}, the index holds "
+                    f"{len(ids)} vectors of dimension {self.index.d}"
+                )
+        for start in range(0, len(ids), batch_rows):
+            yield _table(ids[start : start + batch_rows], vectors[start : start + batch_rows])
+
+    def changes(self) -> ChangeSet | None:
+        if self.journal is None:
+            return None
+        state = self.journal.read()
+        return ChangeSet(
+            base=state.base,
+            upserts=_table(state.upsert_ids, state.upsert_vectors.reshape(-1, self.index.d)),
+            deletes=pa.array(state.delete_ids, pa.int64()),
+            token=state.upto,
+        )
+
+    def committed(self, snapshot: str, changes: ChangeSet | None) -> None:
+        if self.journal is not None and changes is not None:
+            self.journal.trim(snapshot, changes.token)
+
+    def artifacts(self, with_index: bool) -> dict[str, tuple[bytes, str]]:
+        out: dict[str, tuple[bytes, str]] = {}
+        trained = fi.trained_state(self.index)
+        if trained is not None:
+            out["trained"] = (trained, "faiss")
+        if with_index:
+            out["native_index"] = (fi.serialize(self.index), "faiss")
+        return out
+
+
+class TrackedIndex:
+    """A FAISS index whose every change is first recorded in a durable journal.
+
+    Wrap an index that addresses vectors by id (``IndexIDMap2``, ``IndexIDMap`` or
+    an IVF index) and change it only through this wrapper; snapshots then read the
+    journal instead of scanning the index, at a cost proportional to the changes::
+
+        index = vecdr.faiss.TrackedIndex(faiss.IndexIDMap2(faiss.IndexFlatL2(d)), "idx.journal")
+        index.add_with_ids(x, ids)
+        vecdr.snapshot(repo, index)
+    """
+
+    def __init__(self, index: faiss.Index, journal: str | os.PathLike[str] | Journal) -> None:
+        inner, id_map, _ = fi.unwrap(index)
+        if id_map is None and not fi.supports_add_with_ids(inner):
+            raise SourceError(
+                f"a {type(inner).__name__} renumbers its vectors on removal; wrap it in "
+                "faiss.IndexIDMap2 to track changes by id"
+            )
+        self.index = index
+        self.journal = journal if isinstance(journal, Journal) else Journal(journal, index.d)
+
+    @property
+    def d(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def _check(self, x: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise DimensionMismatchError(f"vectors must have shape (n, {self.d}), got {x.shape}")
+        if len(ids) != len(x):
+            raise SourceError("one id per vector is needed")
+        return x, ids
+
+    def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
+        x, ids = self._check(x, ids)
+        self.journal.upsert(ids, x)
+        self.index.add_with_ids(x, ids)
+
+    def remove_ids(self, ids: np.ndarray) -> int:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.journal.delete(ids)
+        return int(self.index.remove_ids(ids))
+
+    def upsert(self, x: np.ndarray, ids: np.ndarray) -> None:
+        """Insert or overwrite the vectors of ``ids``."""
+        x, ids = self._check(x, ids)
+        self.journal.upsert(ids, x)
+        self.index.remove_ids(ids)
+        self.index.add_with_ids(x, ids)
+
+    def search(self, x: np.ndarray, k: int, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(x, k, **kwargs)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.index, name)
+
+
+def write_index_atomic(index: faiss.Index | bytes, path: Path) -> None:
+    """Write an index (or serialized bytes) so ``path`` is either old or complete, never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.vecdr-tmp")
+    try:
+        if isinstance(index, bytes | bytearray | memoryview):
+            with open(tmp, "wb") as f:
+                f.write(index)
+        else:
+            faiss.write_index(index, str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class FaissTarget(Target):
+    """Rebuild a FAISS index; write it to ``path``, or keep it in :attr:`index` when path is None.
+
+    Options: ``factory`` overrides the recorded index spec (no trained state or
+    native blob is then used), ``metric`` the recorded metric.
+    """
+
+    backend = "faiss"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        factory: str | None = None,
+        metric: str | None = None,
+        uri: str | None = None,
+    ) -> None:
+        super().__init__(uri or (f"faiss:{path}" if path else "faiss:<memory>"))
+        self.path = Path(path) if path is not None else None
+        self.factory = factory
+        self.metric = metric
+        self.index: faiss.Index | None = None
+        self.blob: bytes | None = None
+        self.phases: dict[str, float] = {}
+        self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
+        self._needs_training = False
+        self._plain = False  # ids are positions: rows must be added in id order
+        self._next_id = 0
+        self._warn: Any = lambda message: None
+
+    def exists(self) -> bool:
+        return self.path is not None and self.path.exists()
+
+    def begin(self, spec: RestoreSpec, force: bool = False) -> bool:
+        if self.exists() and not force:
+            raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
+        self._warn = spec.options.get("warn", lambda message: None)
+        self.spec = spec
+        recorded = spec.index if spec.index.get("engine") == "faiss" else {}
+        override = self.factory is not None or self.metric is not None
+
+        if recorded and not override:
+            blob = spec.artifact("native_index")
+            if blob is not None:
+                started = time.perf_counter()
+                if self._use_blob(blob, spec):
+                    self.phases["load_native"] = time.perf_counter() - started
+                    return True
+
+        factory = self.factory or recorded.get("factory") or DEFAULT_FACTORY
+        metric = self.metric or recorded.get("metric", "L2")
+        index: faiss.Index | None = None
+        if recorded and not override and spec.index.get("trained") is False:
+            trained = spec.artifact("trained")
+            if trained is not None:
+                try:
+                    index = fi.deserialize(trained)
+                    if index.d != spec.dimension or not index.is_trained or index.ntotal:
+                        index = None
+                except RuntimeError:
+                    index = None
+                if index is None:
+                    self._warn("kept trained state does not load in this faiss; retraining")
+        if index is None:
+            index = fi.new_index(factory, spec.dimension, metric)
+            self._needs_training = not index.is_trained
+        if index.d != spec.dimension:
+            raise DimensionMismatchError(
+                f"index {factory!r} has dimension {index.d}, the snapshot {spec.dimension}"
+            )
+        fi.apply_params(index, recorded.get("params", {}) if not self.factory else {})
+        if spec.id_type != "int64":
+            raise SchemaError("FAISS ids are integers; this snapshot has string ids")
+        id_map = recorded.get("id_map") if recorded and not self.factory else None
+        if id_map == "IDMap":
+            index = faiss.IndexIDMap(index)
+        elif id_map == "IDMap2" or (not recorded and not fi.supports_add_with_ids(index)):
+            index = faiss.IndexIDMap2(index)
+        elif not fi.supports_add_with_ids(fi.unwrap(index)[0]):
+            self._plain = True
+            if self.factory:
+                index = faiss.IndexIDMap2(index)
+                self._plain = False
+        self.index = index
+        return False
+
+    def _use_blob(self, blob: bytes, spec: RestoreSpec) -> bool:
+        try:
+            index = fi.deserialize(blob) if self.path is None else None
+        except RuntimeError:
+            self._warn("the native index blob does not load in this faiss; rebuilding")
+            return False
+        if index is not None and (index.ntotal != spec.rows or index.d != spec.dimension):
+            self._warn("the native index blob does not match the snapshot; rebuilding")
+            return False
+        self.index, self.blob = index, blob
+        return True
+
+    def write(self, rows: pa.Table) -> None:
+        assert self.index is not None
+        ids = rows.column("id").to_numpy().astype(np.int64)
+        vectors = vectors_from_arrow(rows.column("vector"), self.spec.dimension)
+        if self._needs_training:
+            self._buffer.append((ids, np.array(vectors)))
+            return
+        if self._plain:
+            if self._buffer or not np.array_equal(ids, np.arange(self._next_id, self._next_id + len(ids))):
+                self._buffer.append((ids, np.array(vectors)))
+                return
+            self._next_id += len(ids)
+        self._add(ids, vectors)
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        assert self.index is not None
+        started = time.perf_counter()
+        if self._plain:
+            self.index.add(vectors)
+        else:
+            self.index.add_with_ids(vectors, ids)
+        self.phases["add"] = self.phases.get("add", 0.0) + time.perf_counter() - started
+
+    def finish(self) -> dict[str, float]:
+        if self.blob is None:
+            assert self.index is not None
+            if self._buffer:
+                ids = np.concatenate([b[0] for b in self._buffer])
+                vectors = np.concatenate([b[1] for b in self._buffer])
+                self._buffer.clear()
+                order = np.argsort(ids, kind="stable")
+                ids, vectors = ids[order], vectors[order]
+                if self._plain and not np.array_equal(
+                    ids, np.arange(self._next_id, self._next_id + len(ids))
+                ):
+                    raise TargetError("ids of an index without an id map must be 0…n-1")
+                if self._needs_training:
+                    started = time.perf_counter()
+                    self.index.train(vectors)
+                    self.phases["train"] = time.perf_counter() - started
+                self._add(ids, vectors)
+            if self.index.ntotal != self.spec.rows:
+                raise TargetError(f"built {self.index.ntotal} vectors, expected {self.spec.rows}")
+        if self.path is not None:
+            started = time.perf_counter()
+            write_index_atomic(self.blob if self.blob is not None else self.index, self.path)
+            self.phases["write"] = time.perf_counter() - started
+        return self.phases
+
+    def abort(self) -> None:
+        self.index = None
+        self._buffer.clear()

@@ -1,0 +1,59 @@
+"""Backends by URI scheme, imported lazily, with the extra to install when missing.
+
+``faiss:PATH``, ``parquet:PATH``; later engines register the same way
+(fsspec's ``known_implementations`` is the model).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+from urllib.parse import parse_qsl
+
+from vecdr.backends.base import Source, Target
+from vecdr.errors import BackendUnavailableError, UnknownSchemeError
+
+#: scheme -> (module, source class, target class, extra to install, import name)
+KNOWN: dict[str, tuple[str, str, str, str, str]] = {
+    "faiss": ("vecdr.backends.faiss", "FaissSource", "FaissTarget", "faiss", "faiss"),
+    "parquet": ("vecdr.backends.parquet", "ParquetSource", "ParquetTarget", "", "pyarrow"),
+}
+
+
+def split_uri(uri: str) -> tuple[str, str, dict[str, str]]:
+    """``scheme:path?k=v`` -> (scheme, path, options)."""
+    if ":" not in uri:
+        raise UnknownSchemeError(
+            f"{uri!r} names no backend; write it as SCHEME:PATH (known: {', '.join(sorted(KNOWN))})"
+        )
+    scheme, rest = uri.split(":", 1)
+    path, _, query = rest.partition("?")
+    return scheme.lower(), path, dict(parse_qsl(query))
+
+
+def _load(scheme: str) -> Any:
+    if scheme not in KNOWN:
+        raise UnknownSchemeError(
+            f"no backend for {scheme!r} URIs (known: {', '.join(sorted(KNOWN))})"
+        )
+    module, _src, _dst, extra, import_name = KNOWN[scheme]
+    try:
+        importlib.import_module(import_name)
+    except ImportError as exc:
+        hint = f"pip install 'vecdr[{extra}]'" if extra else f"pip install {import_name}"
+        raise BackendUnavailableError(f"the {scheme} backend needs {import_name}: {hint}") from exc
+    return importlib.import_module(module)
+
+
+def open_source(uri: str, **options: Any) -> Source:
+    scheme, path, query = split_uri(uri)
+    cls = getattr(_load(scheme), KNOWN[scheme][1])
+    source: Source = cls(path, uri=uri.split("?", 1)[0], **{**query, **options})
+    return source
+
+
+def open_target(uri: str, **options: Any) -> Target:
+    scheme, path, query = split_uri(uri)
+    cls = getattr(_load(scheme), KNOWN[scheme][2])
+    target: Target = cls(path, uri=uri.split("?", 1)[0], **{**query, **options})
+    return target

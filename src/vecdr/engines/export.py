@@ -1,0 +1,71 @@
+"""Exporting a snapshot's live rows to Parquet or ``.npy`` for use outside vecdr."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vecdr.backends.parquet import ParquetTarget
+from vecdr.engines.restore import RestoreResult, open_snapshot, restore
+from vecdr.engines.segments import iter_live
+from vecdr.errors import TargetExistsError
+from vecdr.format.segment import vectors_from_arrow
+from vecdr.progress import NULL, Reporter
+from vecdr.repository import Repository
+
+
+def export(
+    repo: Repository,
+    ref: str | None,
+    out: str | os.PathLike[str],
+    *,
+    collection: str | None = None,
+    force: bool = False,
+    reporter: Reporter = NULL,
+) -> dict[str, object]:
+    """Write snapshot ``ref`` to ``out``.
+
+    ``*.npy``: the vectors as an ``(n, d)`` float32 array, and the ids beside it in
+    ``*.ids.npy`` (int64, or a unicode array for string ids). Anything else: one
+    Parquet file with ``id``, ``vector`` and the attribute columns.
+    """
+    path = Path(out)
+    if path.suffix != ".npy":
+        result: RestoreResult = restore(
+            repo, ParquetTarget(path), ref, collection=collection, force=force, reporter=reporter
+        )
+        return {"snapshot": result.snapshot, "rows": result.rows, "path": str(path),
+                "format": "parquet", "seconds": result.seconds}
+    ids_path = path.with_suffix(".ids.npy")
+    for p in (path, ids_path):
+        if p.exists() and not force:
+            raise TargetExistsError(f"{p} already exists; pass --force to replace it")
+    manifest = open_snapshot(repo, ref, collection)
+    vectors = np.lib.format.open_memmap(
+        path.with_name(f".{path.name}.vecdr-tmp"), mode="w+", dtype=np.float32,
+        shape=(manifest.rows, manifest.dimension),
+    )
+    ids: list[np.ndarray] = []
+    at = 0
+    reporter.start("export", manifest.rows)
+    for table in iter_live(repo, manifest):
+        n = table.num_rows
+        vectors[at : at + n] = vectors_from_arrow(table.column("vector"), manifest.dimension)
+        ids.append(np.asarray(table.column("id").to_numpy(zero_copy_only=False)))
+        at += n
+        reporter.advance(n)
+    reporter.finish()
+    vectors.flush()
+    del vectors
+    all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    if manifest.id_type == "string":
+        all_ids = all_ids.astype(str)
+    tmp_ids = ids_path.with_name(f".{ids_path.name}.vecdr-tmp")
+    with open(tmp_ids, "wb") as f:
+        np.save(f, all_ids)
+    os.replace(tmp_ids, ids_path)
+    os.replace(path.with_name(f".{path.name}.vecdr-tmp"), path)
+    return {"snapshot": manifest.snapshot, "rows": manifest.rows, "path": str(path),
+            "ids_path": str(ids_path), "format": "npy"}
