@@ -1,0 +1,255 @@
+"""The ``vecdr`` command: parses, calls one engine, prints. No logic of its own.
+
+Every command takes ``--json`` and then prints exactly one JSON document. Errors
+print one line to stderr and exit non-zero; ``VECDR_DEBUG=1`` shows the traceback.
+``VECDR_REPOSITORY`` may stand for the REPO argument.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+import vecdr
+from vecdr.cli import output
+from vecdr.errors import VecdrError
+
+REPO_ENV = "VECDR_REPOSITORY"
+
+
+class RepoCommand(TyperCommand):
+    """Lets ``VECDR_REPOSITORY`` stand for a missing leading REPO argument.
+
+    ``restore`` also accepts ``REPO TARGET --as-of TIME`` with no SNAPSHOT.
+    """
+
+    def _positions(self, args: list[str]) -> list[int]:
+        takes_value = set()
+        for param in self.params:
+            if getattr(param, "param_type_name", "") == "option" and not getattr(param, "is_flag", False):
+                takes_value.update(param.opts)
+        found, i = [], 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                found.extend(range(i + 1, len(args)))
+                break
+            if arg.startswith("-") and arg != "-":
+                if arg in takes_value:
+                    i += 1
+            else:
+                found.append(i)
+            i += 1
+        return found
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--help" not in args:
+            args = list(args)
+            wanted = sum(1 for p in self.params if getattr(p, "param_type_name", "") == "argument")
+            positions = self._positions(args)
+            as_of = any(a == "--as-of" or a.startswith("--as-of=") for a in args)
+            if self.name == "restore" and as_of and len(positions) in (wanted - 1, wanted - 2):
+                missing_repo = len(positions) == wanted - 2
+                at = positions[0] + 1 if positions and not missing_repo else (positions[0] if positions else 0)
+                args.insert(at, "latest")
+                positions = self._positions(args)
+            env = os.environ.get(REPO_ENV)
+            if env and len(positions) == wanted - 1:
+                args.insert(positions[0] if positions else len(args), env)
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    name="vecdr",
+    help="Backup and disaster recovery for vector indexes.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+Repo = Annotated[str, typer.Argument(help=f"Repository path or URL (or set {REPO_ENV}).")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+Collection = Annotated[
+    str | None, typer.Option("--collection", "-c", help="Collection (needed when the repository holds several).")
+]
+SnapshotRef = Annotated[str, typer.Argument(help="Snapshot id, id prefix, tag, or 'latest'.")]
+
+
+def command(name: str) -> Any:
+    return app.command(name, cls=RepoCommand)
+
+
+@command("init")
+def init_cmd(repo: Repo, as_json: Json = False) -> None:
+    """Create an empty repository."""
+    r = vecdr.init(repo)
+    doc = {"repository": r.url, "id": r.config.id, "format": r.config.format,
+           "capabilities": r.config.capabilities}
+    if as_json:
+        output.emit_json(doc)
+    else:
+        print(f"created vecdr repository {r.config.id[:12]} at {r.url}")
+        if not r.config.capabilities.get("atomic_create"):
+            output.warn("this store has no atomic create-if-absent: run one writer at a time")
+
+
+@command("snapshot")
+def snapshot_cmd(
+    repo: Repo,
+    source: Annotated[str, typer.Argument(help="What to back up: faiss:PATH, parquet:PATH, …")],
+    collection: Collection = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag the snapshot (repeatable).")] = None,
+    with_index: Annotated[bool, typer.Option("--with-index", help="Also keep the native index for the fastest restore.")] = False,
+    embeddings: Annotated[str | None, typer.Option("--embeddings", help="Original vectors for a lossy FAISS index (.npy or Parquet).")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="auto, full, diff or tracked.")] = "auto",
+    allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Store NaN/Inf vectors instead of refusing.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Take a snapshot: full the first time, incremental after."""
+    result = vecdr.snapshot(
+        repo, source, collection=collection, tags=tag or (), with_index=with_index,
+        embeddings=embeddings, mode=mode, allow_nonfinite=allow_nonfinite,
+        reporter=output.reporter(as_json),
+    )
+    if as_json:
+        output.emit_json(result.to_dict())
+        return
+    print(
+        f"snapshot {result.snapshot[:12]} of {result.collection!r} ({result.mode}): "
+        f"{result.rows:,} rows, +{result.added:,} added, ~{result.changed:,} changed, "
+        f"-{result.deleted:,} deleted, {output.human_bytes(result.bytes_written)} written "
+        f"in {result.seconds:.2f}s"
+    )
+
+
+@command("snapshots")
+def snapshots_cmd(repo: Repo, collection: Collection = None, as_json: Json = False) -> None:
+    """List snapshots, oldest first."""
+    rows = vecdr.snapshots(repo, collection)
+    if as_json:
+        output.emit_json({"snapshots": rows})
+        return
+    if not rows:
+        print("no snapshots")
+        return
+    from rich.table import Table
+
+    table = Table("id", "collection", "created (UTC)", "rows", "tags", box=None)
+    for s in rows:
+        table.add_row(s["id"][:12], s["collection"], s["created_at"][:19].replace("T", " "),
+                      f"{s['rows']:,}", ",".join(s["tags"]))
+    output.stdout.print(table)
+
+
+@command("show")
+def show_cmd(repo: Repo, snapshot: SnapshotRef, collection: Collection = None, as_json: Json = False) -> None:
+    """Show one snapshot's manifest."""
+    m = vecdr.engines.open_snapshot(vecdr.open_repository(repo), snapshot, collection)
+    doc = {
+        "id": m.snapshot, "collection": m.collection, "created_at": m.created_at,
+        "parent": m.parent, "tags": list(m.tags), "rows": m.rows, "dimension": m.dimension,
+        "id_type": m.id_type, "attributes": [{"name": f.name, "type": str(f.type)} for f in m.attributes],
+        "index": m.index, "segments": len(m.segments),
+        "segment_bytes": sum(s.object.size for s in m.segments),
+        "artifacts": {k: v.size for k, v in m.artifacts.items()},
+        "source": m.source, "stats": m.stats, "software": m.software,
+    }
+    if as_json:
+        output.emit_json(doc)
+        return
+    for key, value in doc.items():
+        print(f"{key:>14}: {value}")
+
+
+@command("restore")
+def restore_cmd(
+    repo: Repo,
+    snapshot: SnapshotRef,
+    target: Annotated[str, typer.Argument(help="Where to rebuild: faiss:PATH, parquet:PATH, …")],
+    collection: Collection = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Newest snapshot at or before this ISO time.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing target.")] = False,
+    index_factory: Annotated[str | None, typer.Option("--index-factory", help="Build this FAISS index instead of the recorded one.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Rebuild an index from a snapshot."""
+    options = {"factory": index_factory} if index_factory else {}
+    result = vecdr.restore(
+        repo, target, snapshot, collection=collection, as_of=as_of, force=force,
+        reporter=output.reporter(as_json), **options,
+    )
+    if as_json:
+        output.emit_json(result.to_dict())
+        return
+    how = "native index" if result.native else "rebuilt from embeddings"
+    print(
+        f"restored snapshot {result.snapshot[:12]} of {result.collection!r} into {result.target}: "
+        f"{result.rows:,} rows, {how}, {result.seconds:.2f}s (snapshot age {result.snapshot_age_seconds:.0f}s)"
+    )
+
+
+@command("verify")
+def verify_cmd(
+    repo: Repo,
+    read_data: Annotated[bool, typer.Option("--read-data", help="Read and hash every object.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Check every snapshot's objects (presence and size; every byte with --read-data)."""
+    report = vecdr.verify(repo, read_data=read_data, reporter=output.reporter(as_json))
+    if as_json:
+        output.emit_json(report.to_dict())
+    else:
+        for p in report.errors:
+            print(f"ERROR {p.object}: {output.one_line(p.problem)}")
+        extra = f", {len(report.unreferenced)} unreferenced object(s)" if report.unreferenced else ""
+        state = "ok" if report.ok else f"{len(report.errors)} error(s)"
+        print(f"{report.snapshots} snapshot(s), {report.objects} object(s) checked: {state}{extra}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@command("export")
+def export_cmd(
+    repo: Repo,
+    snapshot: SnapshotRef,
+    out: Annotated[str, typer.Argument(help="OUT.parquet, or OUT.npy (ids beside it in OUT.ids.npy).")],
+    collection: Collection = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Export a snapshot's rows to Parquet or .npy."""
+    doc = vecdr.export(repo, snapshot, out, collection=collection, force=force,
+                       reporter=output.reporter(as_json))
+    if as_json:
+        output.emit_json(doc)
+    else:
+        print(f"exported {doc['rows']:,} rows of snapshot {str(doc['snapshot'])[:12]} to {doc['path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: every failure becomes one line on stderr."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="vecdr")
+        return 0
+    except VecdrError as exc:
+        output.error(str(exc))
+        return 1
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        output.error("interrupted")
+        return 130
+    except Exception as exc:
+        if hasattr(exc, "format_message"):  # a usage error from the argument parser
+            message = exc.format_message()
+            if not message:  # no arguments at all: the help was shown
+                return 0
+            output.error(message)
+            return int(getattr(exc, "exit_code", 2))
+        if os.environ.get("VECDR_DEBUG"):
+            raise
+        output.error(f"unexpected {type(exc).__name__}: {exc} (set VECDR_DEBUG=1 for a traceback)")
+        return 70
