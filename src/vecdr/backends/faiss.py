@@ -278,10 +278,14 @@ class FaissTarget(Target):
         self.index: faiss.Index | None = None
         self.blob: bytes | None = None
         self.phases: dict[str, float] = {}
-        self._buffer: list[tuple[np.ndarray, np.ndarray]] = []
         self._needs_training = False
         self._plain = False  # ids are positions: rows must be added in id order
-        self._next_id = 0
+        # Rows are collected and added in one call when the index must be trained
+        # first, when ids are positions, and for HNSW, whose graph then comes out
+        # exactly as a one-call build of the same rows in the same order would.
+        self._ids: np.ndarray | None = None
+        self._vectors: np.ndarray | None = None
+        self._filled = 0
         self._warn: Any = lambda message: None
 
     def exists(self) -> bool:
@@ -338,6 +342,9 @@ class FaissTarget(Target):
                 index = faiss.IndexIDMap2(index)
                 self._plain = False
         self.index = index
+        if self._needs_training or self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
+            self._ids = np.empty(spec.rows, np.int64)
+            self._vectors = np.empty((spec.rows, spec.dimension), np.float32)
         return False
 
     def _use_blob(self, blob: bytes, spec: RestoreSpec) -> bool:
@@ -356,15 +363,15 @@ class FaissTarget(Target):
         assert self.index is not None
         ids = rows.column("id").to_numpy().astype(np.int64)
         vectors = vectors_from_arrow(rows.column("vector"), self.spec.dimension)
-        if self._needs_training:
-            self._buffer.append((ids, np.array(vectors)))
+        if self._ids is None:
+            self._add(ids, vectors)
             return
-        if self._plain:
-            if self._buffer or not np.array_equal(ids, np.arange(self._next_id, self._next_id + len(ids))):
-                self._buffer.append((ids, np.array(vectors)))
-                return
-            self._next_id += len(ids)
-        self._add(ids, vectors)
+        at, n = self._filled, len(ids)
+        if at + n > len(self._ids):
+            raise TargetError(f"the snapshot yielded more than its {self.spec.rows} rows")
+        self._ids[at : at + n] = ids
+        self._vectors[at : at + n] = vectors
+        self._filled += n
 
     def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         assert self.index is not None
@@ -378,21 +385,19 @@ class FaissTarget(Target):
     def finish(self) -> dict[str, float]:
         if self.blob is None:
             assert self.index is not None
-            if self._buffer:
-                ids = np.concatenate([b[0] for b in self._buffer])
-                vectors = np.concatenate([b[1] for b in self._buffer])
-                self._buffer.clear()
-                order = np.argsort(ids, kind="stable")
-                ids, vectors = ids[order], vectors[order]
-                if self._plain and not np.array_equal(
-                    ids, np.arange(self._next_id, self._next_id + len(ids))
-                ):
+            if self._ids is not None:
+                ids, vectors = self._ids[: self._filled], self._vectors[: self._filled]
+                if self._plain and len(ids) and not bool((ids[1:] > ids[:-1]).all()):
+                    order = np.argsort(ids)
+                    ids, vectors = ids[order], vectors[order]
+                if self._plain and not np.array_equal(ids, np.arange(len(ids))):
                     raise TargetError("ids of an index without an id map must be 0…n-1")
                 if self._needs_training:
                     started = time.perf_counter()
                     self.index.train(vectors)
                     self.phases["train"] = time.perf_counter() - started
                 self._add(ids, vectors)
+                self._ids = self._vectors = None
             if self.index.ntotal != self.spec.rows:
                 raise TargetError(f"built {self.index.ntotal} vectors, expected {self.spec.rows}")
         if self.path is not None:
@@ -403,4 +408,4 @@ class FaissTarget(Target):
 
     def abort(self) -> None:
         self.index = None
-        self._buffer.clear()
+        self._ids = self._vectors = None

@@ -42,6 +42,10 @@ def _hnsw(index: faiss.Index) -> Any:
     return index if isinstance(index, faiss.IndexHNSW) else None
 
 
+def is_hnsw(inner: faiss.Index) -> bool:
+    return _hnsw(inner) is not None
+
+
 def _flat_storage(inner: faiss.Index) -> faiss.IndexFlat | None:
     """The flat storage holding raw float32 vectors, where there is one."""
     if isinstance(inner, faiss.IndexFlat):
