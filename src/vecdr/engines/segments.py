@@ -13,6 +13,7 @@ import pyarrow as pa
 from vecdr.errors import IntegrityError
 from vecdr.format.deletions import decode_deletions
 from vecdr.format.manifest import Manifest, SegmentEntry
+from vecdr.format.rowhashes import encode_row_hashes
 from vecdr.format.segment import decode_segment, encode_segment
 from vecdr.repository import Repository
 
@@ -31,8 +32,7 @@ def segment_rows(dimension: int) -> int:
 class SegmentWriter:
     """Buffers rows into segments and encodes and uploads them on a thread pool.
 
-    Every row gets its final ``(segment, row)`` position when it is added, before
-    its segment is written. At most ``workers`` segments are in flight, which
+    Each segment is written with its row-hash sidecar. At most ``workers`` segments are in flight, which
     bounds memory.
     """
 
@@ -43,48 +43,44 @@ class SegmentWriter:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-encode")
         self.workers = workers
         self.pending: list[pa.Table] = []
+        self.pending_hashes: list[np.ndarray] = []
         self.pending_rows = 0
-        self.count = 0
-        self.inflight: deque[Future[tuple[SegmentEntry, bool]]] = deque()
-        self.done: list[tuple[SegmentEntry, bool]] = []
+        self.inflight: deque[Future[tuple[SegmentEntry, int]]] = deque()
+        self.done: list[tuple[SegmentEntry, int]] = []
 
-    def add(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-        """Queue rows; returns each row's (new segment number, row) position."""
+    def add(self, table: pa.Table, hashes: np.ndarray) -> None:
+        """Queue rows with their row hashes."""
         n = table.num_rows
-        seg = np.empty(n, np.int32)
-        row = np.empty(n, np.int32)
         taken = 0
         while taken < n:
             room = self.rows_per_segment - self.pending_rows
             part = table.slice(taken, min(room, n - taken))
-            seg[taken : taken + part.num_rows] = self.count
-            row[taken : taken + part.num_rows] = np.arange(
-                self.pending_rows, self.pending_rows + part.num_rows, dtype=np.int32
-            )
             self.pending.append(part)
+            self.pending_hashes.append(hashes[taken : taken + part.num_rows])
             self.pending_rows += part.num_rows
             taken += part.num_rows
             if self.pending_rows >= self.rows_per_segment:
                 self._flush()
-        return seg, row
 
     def _flush(self) -> None:
         if not self.pending_rows:
             return
         table = pa.concat_tables(self.pending).cast(self.schema)
-        self.pending, self.pending_rows = [], 0
-        self.count += 1
+        hashes = np.concatenate(self.pending_hashes)
+        self.pending, self.pending_hashes, self.pending_rows = [], [], 0
         while len(self.inflight) >= self.workers:
             self.done.append(self.inflight.popleft().result())
-        self.inflight.append(self.pool.submit(self._write, table))
+        self.inflight.append(self.pool.submit(self._write, table, hashes))
 
-    def _write(self, table: pa.Table) -> tuple[SegmentEntry, bool]:
-        data = encode_segment(table)
-        ref, new = self.repo.put("segments", data, "parquet")
-        return SegmentEntry(object=ref, rows=table.num_rows, live=table.num_rows), new
+    def _write(self, table: pa.Table, hashes: np.ndarray) -> tuple[SegmentEntry, int]:
+        ref, new = self.repo.put("segments", encode_segment(table), "parquet")
+        sidecar = encode_row_hashes(table.column("id").combine_chunks(), hashes)
+        href, hnew = self.repo.put("artifacts", sidecar, "hashes.parquet")
+        written = (ref.size if new else 0) + (href.size if hnew else 0)
+        return SegmentEntry(object=ref, rows=table.num_rows, live=table.num_rows, hashes=href), written
 
-    def finish(self) -> list[tuple[SegmentEntry, bool]]:
-        """Write what is buffered and wait; returns (entry, newly written) per segment, in order."""
+    def finish(self) -> list[tuple[SegmentEntry, int]]:
+        """Write what is buffered and wait; returns (entry, bytes newly written) per segment."""
         self._flush()
         while self.inflight:
             self.done.append(self.inflight.popleft().result())

@@ -21,14 +21,15 @@ from vecdr.backends.base import ChangeSet, Source, SourceInfo
 from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers
 from vecdr.errors import (
     DimensionMismatchError,
+    IntegrityError,
     DuplicateIdError,
     NonFiniteVectorError,
     SchemaError,
 )
 from vecdr.format.deletions import encode_deletions
-from vecdr.format.hashing import row_hashes
+from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes
 from vecdr.format.manifest import Manifest, SegmentEntry
-from vecdr.format.rowindex import RowIndex
+from vecdr.format.rowhashes import decode_row_hashes
 from vecdr.format.segment import id_type, segment_schema, vectors_from_arrow
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, utcnow
@@ -81,6 +82,50 @@ def _check_batch(batch: pa.Table, info: SourceInfo, allow_nonfinite: bool) -> np
     return vectors
 
 
+@dataclass(slots=True)
+class LiveRows:
+    """Every live row of a snapshot: its id, where it sits, and its change hash."""
+
+    ids: pa.Array
+    segment: np.ndarray  # position in the manifest's segment list
+    row: np.ndarray  # position in that segment
+    hash: np.ndarray  # (n, 16) uint8
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def live_rows(repo: Repository, manifest: Manifest | None, ids: pa.DataType) -> LiveRows:
+    """Read the live rows of ``manifest`` from its segments' row-hash sidecars."""
+    parts_ids: list[pa.Array] = [pa.array([], type=ids)]
+    parts_seg: list[np.ndarray] = [np.empty(0, np.int32)]
+    parts_row: list[np.ndarray] = [np.empty(0, np.int32)]
+    parts_hash: list[np.ndarray] = [np.empty((0, ROW_HASH_BYTES), np.uint8)]
+    for i, entry in enumerate(manifest.segments if manifest else ()):
+        seg_ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
+        if len(seg_ids) != entry.rows:
+            raise IntegrityError(
+                f"{entry.hashes.key}: {len(seg_ids)} rows, segment has {entry.rows}",
+                path=entry.hashes.key,
+            )
+        positions = np.arange(entry.rows, dtype=np.int32)
+        dead = dead_mask(repo, entry)
+        if dead is not None:
+            positions = positions[~dead]
+            seg_ids = seg_ids.filter(pa.array(~dead))
+            hashes = hashes[~dead]
+        parts_ids.append(seg_ids.cast(ids))
+        parts_seg.append(np.full(len(positions), i, np.int32))
+        parts_row.append(positions)
+        parts_hash.append(hashes)
+    return LiveRows(
+        ids=pa.concat_arrays(parts_ids),
+        segment=np.concatenate(parts_seg),
+        row=np.concatenate(parts_row),
+        hash=np.concatenate(parts_hash),
+    )
+
+
 class _Snapshotter:
     """One snapshot in progress: the previous state, the rows written, the rows dropped."""
 
@@ -91,7 +136,7 @@ class _Snapshotter:
         info: SourceInfo,
         collection: str,
         prev: Manifest | None,
-        prev_rows: RowIndex,
+        prev_rows: LiveRows,
         workers: int,
         allow_nonfinite: bool,
         reporter: Reporter,
@@ -110,10 +155,6 @@ class _Snapshotter:
         self.writer = SegmentWriter(repo, self.schema, workers)
         self.dead = np.zeros(len(prev_rows), dtype=bool)  # prev rows no longer live
         self.seen = np.zeros(len(prev_rows), dtype=bool)  # prev rows met in a full scan
-        self.new_ids: list[pa.Array] = []
-        self.new_seg: list[np.ndarray] = []
-        self.new_row: list[np.ndarray] = []
-        self.new_hash: list[np.ndarray] = []
         self.added = 0
         self.changed = 0
 
@@ -144,11 +185,7 @@ class _Snapshotter:
         if write.any():
             mask = pa.array(write)
             out = batch.filter(mask) if not write.all() else batch
-            seg, row = self.writer.add(out)
-            self.new_ids.append(ids.filter(mask))
-            self.new_seg.append(seg)
-            self.new_row.append(row)
-            self.new_hash.append(hashes[write])
+            self.writer.add(out, hashes[write])
         self.reporter.advance(batch.num_rows)
 
     def delete(self, ids: pa.Array) -> int:
@@ -164,17 +201,15 @@ class _Snapshotter:
     def finish(self, deleted: int, with_index: bool, tags: tuple[str, ...], mode: str,
                started: float) -> tuple[Manifest, int]:
         written = self.writer.finish()
-        bytes_written = sum(e.object.size for e, new in written if new)
+        bytes_written = sum(new_bytes for _, new_bytes in written)
 
         # Previous segments that keep live rows, with updated deletion vectors.
         segments: list[SegmentEntry] = []
-        remap = np.full(len(self.prev.segments) if self.prev else 0, -1, dtype=np.int32)
         if self.prev is not None:
-            dead_by_seg = _group_dead(self.prev_rows, self.dead, len(self.prev.segments))
+            dead_by_seg = _group_dead(self.prev_rows, self.dead)
             for i, entry in enumerate(self.prev.segments):
                 newly_dead = dead_by_seg.get(i)
                 if newly_dead is None:
-                    remap[i] = len(segments)
                     segments.append(entry)
                     continue
                 mask = dead_mask(self.repo, entry)
@@ -185,29 +220,10 @@ class _Snapshotter:
                     continue
                 ref, new = self.repo.put("artifacts", encode_deletions(mask), "del")
                 bytes_written += ref.size if new else 0
-                remap[i] = len(segments)
-                segments.append(SegmentEntry(entry.object, entry.rows, live, ref))
-        base = len(segments)
-        segments.extend(e for e, _ in written)
+                segments.append(SegmentEntry(entry.object, entry.rows, live, entry.hashes, ref))
+        segments.extend(entry for entry, _ in written)
 
-        # The new row index: surviving previous rows, then the rows just written.
-        keep = ~self.dead
-        id_t = id_type(self.info.id_type)
-        rows = RowIndex(
-            ids=pa.concat_arrays(
-                [self.prev_rows.ids.filter(pa.array(keep)).cast(id_t)]
-                + [a.cast(id_t) for a in self.new_ids]
-            ),
-            segment=np.concatenate(
-                [remap[self.prev_rows.segment[keep]]] + [s + base for s in self.new_seg]
-            ).astype(np.int32),
-            row=np.concatenate([self.prev_rows.row[keep]] + self.new_row).astype(np.int32),
-            hash=np.concatenate([self.prev_rows.hash[keep]] + self.new_hash),
-        )
         artifacts = {}
-        ref, new = self.repo.put("artifacts", rows.to_bytes(), "rows.parquet")
-        bytes_written += ref.size if new else 0
-        artifacts["row_index"] = ref
         for name, (data, ext) in self.source.artifacts(with_index).items():
             ref, new = self.repo.put("artifacts", data, ext)
             bytes_written += ref.size if new else 0
@@ -230,7 +246,7 @@ class _Snapshotter:
             software={"vecdr": version("vecdr"), "pyarrow": pa.__version__, **self.info.software},
             stats={
                 "mode": mode,
-                "rows": len(rows),
+                "rows": sum(e.live for e in segments),
                 "added": self.added,
                 "changed": self.changed,
                 "deleted": deleted,
@@ -238,12 +254,10 @@ class _Snapshotter:
                 "seconds": round(time.perf_counter() - started, 6),
             },
         )
-        if manifest.rows != len(rows):
-            raise AssertionError(f"live rows {manifest.rows} != row index {len(rows)}")
         return manifest, bytes_written
 
 
-def _group_dead(rows: RowIndex, dead: np.ndarray, nseg: int) -> dict[int, np.ndarray]:
+def _group_dead(rows: LiveRows, dead: np.ndarray) -> dict[int, np.ndarray]:
     """Row positions newly dead, per previous segment."""
     idx = np.flatnonzero(dead)
     if not len(idx):
@@ -296,11 +310,7 @@ def snapshot(
                 f"the source has {info.attributes.names}: snapshot it into a new --collection"
             )
     use_prev = prev is not None and mode != "full"
-    prev_rows = (
-        RowIndex.from_bytes(repo.get(prev.artifacts["row_index"]), prev.artifacts["row_index"].key)
-        if use_prev and prev is not None
-        else RowIndex.empty(id_type(info.id_type))
-    )
+    prev_rows = live_rows(repo, prev if use_prev else None, id_type(info.id_type))
     # Read the journal before scanning: whatever it holds is in the scan too, so
     # after the commit it can be trimmed up to here whatever mode ran.
     journal: ChangeSet | None = source.changes()

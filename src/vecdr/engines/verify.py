@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from vecdr.errors import IntegrityError, VecdrError
 from vecdr.format.deletions import decode_deletions
-from vecdr.format.rowindex import RowIndex
+from vecdr.format.rowhashes import decode_row_hashes
 from vecdr.format.segment import decode_segment
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository
@@ -58,6 +58,7 @@ def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL)
         referenced[commit.manifest.key] = commit.manifest
         for entry in manifest.segments:
             referenced[entry.object.key] = ("segment", entry)
+            referenced[entry.hashes.key] = ("hashes", entry)
             if entry.deletions:
                 referenced[entry.deletions.key] = ("deletions", entry)
         for name, ref in manifest.artifacts.items():
@@ -70,7 +71,8 @@ def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL)
             if not isinstance(what, tuple):
                 continue  # manifests were read and hashed above
             kind, item = what
-            ref = item.object if kind == "segment" else (item.deletions if kind == "deletions" else item)
+            ref = {"segment": getattr(item, "object", None), "hashes": getattr(item, "hashes", None),
+                   "deletions": getattr(item, "deletions", None)}.get(kind, item)
             if not read_data:
                 if not repo.store.exists(key):
                     raise IntegrityError(f"{key}: referenced object is missing", path=key)
@@ -88,8 +90,10 @@ def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL)
                 dead = decode_deletions(data, item.rows)
                 if int(item.rows - dead.sum()) != item.live:
                     raise IntegrityError(f"{key}: deletion vector disagrees with live count", path=key)
-            elif kind == "row_index":
-                RowIndex.from_bytes(data, key)
+            elif kind == "hashes":
+                ids, _ = decode_row_hashes(data, key)
+                if len(ids) != item.rows:
+                    raise IntegrityError(f"{key}: {len(ids)} row hashes, expected {item.rows}", path=key)
         except (VecdrError, OSError, ValueError) as exc:
             report.errors.append(Problem(key, str(exc)))
         finally:

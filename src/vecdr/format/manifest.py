@@ -20,11 +20,12 @@ from vecdr.format.objects import ObjectRef, dumps, loads
 
 @dataclass(frozen=True, slots=True)
 class SegmentEntry:
-    """A segment file and which of its rows are live in this snapshot."""
+    """A segment file, its row-hash sidecar, and which of its rows are live in this snapshot."""
 
     object: ObjectRef
     rows: int
     live: int
+    hashes: ObjectRef
     deletions: ObjectRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -32,6 +33,7 @@ class SegmentEntry:
             "object": self.object.to_dict(),
             "rows": self.rows,
             "live": self.live,
+            "hashes": self.hashes.to_dict(),
             "deletions": self.deletions.to_dict() if self.deletions else None,
         }
 
@@ -42,6 +44,7 @@ class SegmentEntry:
             object=ObjectRef.from_dict(d["object"]),
             rows=int(d["rows"]),
             live=int(d["live"]),
+            hashes=ObjectRef.from_dict(d["hashes"]),
             deletions=ObjectRef.from_dict(dels) if dels else None,
         )
 
@@ -77,6 +80,7 @@ class Manifest:
     def referenced(self) -> list[ObjectRef]:
         """Every object this manifest needs, segments first."""
         refs = [s.object for s in self.segments]
+        refs += [s.hashes for s in self.segments]
         refs += [s.deletions for s in self.segments if s.deletions]
         refs += list(self.artifacts.values())
         return refs

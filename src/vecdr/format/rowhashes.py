@@ -1,0 +1,42 @@
+"""Row hashes: a small Parquet sidecar per segment with each row's id and change hash.
+
+Written once with its segment and referenced from every manifest that uses the
+segment, so an incremental snapshot writes sidecars only for its new segments.
+The next snapshot reads the live rows' hashes from the sidecars to tell added,
+changed and unchanged rows apart (diff mode), and to find the row to mark
+deleted when an id is overwritten or removed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vecdr.errors import IntegrityError
+from vecdr.format.hashing import ROW_HASH_BYTES
+
+
+def encode_row_hashes(ids: pa.Array, hashes: np.ndarray) -> bytes:
+    """Serialize ids and their ``(n, 16)`` uint8 hashes."""
+    n = len(ids)
+    column = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(ROW_HASH_BYTES), n, [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"id": ids, "hash": column}), sink, compression="zstd",
+                   use_dictionary=False)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_row_hashes(data: bytes, name: str = "row hashes") -> tuple[pa.Array, np.ndarray]:
+    """The ids and ``(n, 16)`` uint8 hashes of a sidecar."""
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        hashes = table.column("hash").combine_chunks()
+        raw = np.frombuffer(hashes.buffers()[1], dtype=np.uint8)
+        start = hashes.offset * ROW_HASH_BYTES
+        matrix = raw[start : start + len(hashes) * ROW_HASH_BYTES].reshape(-1, ROW_HASH_BYTES)
+        return table.column("id").combine_chunks(), matrix
+    except (pa.ArrowInvalid, KeyError, OSError, ValueError) as exc:
+        raise IntegrityError(f"{name}: unreadable row hashes ({exc})", path=name) from exc
