@@ -1,0 +1,36 @@
+# The two set-up commands: `make demo` and `make test`. Each creates or reuses
+# .venv, installs what it needs from the package registries, and runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.vecdr-installed
+
+.PHONY: demo test test-all bench bench-quick lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m vecdr.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Also the long cases marked `slow`.
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m ''
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run.py --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
