@@ -232,8 +232,9 @@ def export_cmd(
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one line on stderr."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="vecdr")
-        return 0
+        # Without standalone mode the parser returns an Exit's code instead of raising it.
+        code = app(args=argv, standalone_mode=False, prog_name="vecdr")
+        return code if isinstance(code, int) else 0
     except VecdrError as exc:
         output.error(str(exc))
         return 1
