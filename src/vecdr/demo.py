@@ -120,10 +120,13 @@ def main(argv: list[str] | None = None) -> None:
           f"{'ok' if report.ok else f'{len(report.errors)} errors'}")
 
     print("\nSummary")
-    print(f"    full snapshot      {human_bytes(full.bytes_written):>12}  ({full.bytes_written / raw:.2f} × raw vectors)")
-    print(f"    incremental        {human_bytes(inc.bytes_written):>12}  ({inc.bytes_written / full.bytes_written:.1%} of full)")
+    print(f"    full snapshot      {human_bytes(full.bytes_written):>12}  "
+          f"({full.bytes_written / raw:.2f} × raw vectors)")
+    print(f"    incremental        {human_bytes(inc.bytes_written):>12}  "
+          f"({inc.bytes_written / full.bytes_written:.1%} of full)")
     print(f"    RTO (restore time) {result.seconds:>10.2f} s")
-    print(f"    RPO (snapshot age) {result.snapshot_age_seconds:>10.2f} s  (age of the restored snapshot when serving resumed)")
+    print(f"    RPO (snapshot age) {result.snapshot_age_seconds:>10.2f} s  "
+          "(age of the restored snapshot when serving resumed)")
     print(f"    search results     {'IDENTICAL' if same_ids and same_dist else 'DIFFERENT'} to the pre-disaster index")
     if not (same_ids and same_dist and report.ok):
         raise SystemExit(1)

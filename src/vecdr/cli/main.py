@@ -102,10 +102,16 @@ def snapshot_cmd(
     source: Annotated[str, typer.Argument(help="What to back up: faiss:PATH, parquet:PATH, …")],
     collection: Collection = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag the snapshot (repeatable).")] = None,
-    with_index: Annotated[bool, typer.Option("--with-index", help="Also keep the native index for the fastest restore.")] = False,
-    embeddings: Annotated[str | None, typer.Option("--embeddings", help="Original vectors for a lossy FAISS index (.npy or Parquet).")] = None,
+    with_index: Annotated[
+        bool, typer.Option("--with-index", help="Also keep the native index for the fastest restore.")
+    ] = False,
+    embeddings: Annotated[
+        str | None, typer.Option("--embeddings", help="Original vectors for a lossy FAISS index (.npy or Parquet).")
+    ] = None,
     mode: Annotated[str, typer.Option("--mode", help="auto, full, diff or tracked.")] = "auto",
-    allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Store NaN/Inf vectors instead of refusing.")] = False,
+    allow_nonfinite: Annotated[
+        bool, typer.Option("--allow-nonfinite", help="Store NaN/Inf vectors instead of refusing.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Take a snapshot: full the first time, incremental after."""
@@ -172,7 +178,9 @@ def restore_cmd(
     collection: Collection = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Newest snapshot at or before this ISO time.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing target.")] = False,
-    index_factory: Annotated[str | None, typer.Option("--index-factory", help="Build this FAISS index instead of the recorded one.")] = None,
+    index_factory: Annotated[
+        str | None, typer.Option("--index-factory", help="Build this FAISS index instead of the recorded one.")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Rebuild an index from a snapshot."""

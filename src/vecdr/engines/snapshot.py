@@ -21,8 +21,8 @@ from vecdr.backends.base import ChangeSet, Source, SourceInfo
 from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers
 from vecdr.errors import (
     DimensionMismatchError,
-    IntegrityError,
     DuplicateIdError,
+    IntegrityError,
     NonFiniteVectorError,
     SchemaError,
 )

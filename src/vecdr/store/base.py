@@ -60,8 +60,5 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are ignored."""
 
-    def sync(self) -> None:
-        """Make every completed :meth:`write` durable (a no-op where writes already are)."""
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -94,11 +94,15 @@ def faiss_rows(index: Any) -> Rows:
     import faiss
     from faiss.contrib.inspect_tools import get_invlist
 
-    index = faiss.downcast_index(index)
+    # ``original`` owns every sub-index; the downcast wrappers only borrow them, so
+    # it must stay referenced until the vectors are copied out.
+    original = index
+    outer = faiss.downcast_index(original)
+    index = outer
     ids: np.ndarray | None = None
-    if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap):
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        index = faiss.downcast_index(index.index)
+    if isinstance(outer, faiss.IndexIDMap2 | faiss.IndexIDMap):
+        ids = faiss.vector_to_array(outer.id_map).astype(np.int64)
+        index = faiss.downcast_index(outer.index)
     n = index.ntotal
     try:
         ivf = faiss.extract_index_ivf(index)
@@ -111,6 +115,7 @@ def faiss_rows(index: Any) -> Rows:
         vectors = ivf.reconstruct_batch(ids) if n else np.empty((0, index.d), np.float32)
         return ids, np.asarray(vectors, np.float32)
     vectors = index.reconstruct_n(0, n) if n else np.empty((0, index.d), np.float32)
+    del outer, original
     return (ids if ids is not None else np.arange(n, dtype=np.int64)), np.asarray(vectors, np.float32)
 
 
