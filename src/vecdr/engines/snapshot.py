@@ -91,8 +91,27 @@ class LiveRows:
     row: np.ndarray  # position in that segment
     hash: np.ndarray  # (n, 16) uint8
 
+    _sorted: tuple[np.ndarray, np.ndarray] | None = None
+
     def __len__(self) -> int:
         return len(self.ids)
+
+    def find(self, ids: pa.Array) -> np.ndarray:
+        """Position of each id among these rows, -1 where absent."""
+        if not len(self):
+            return np.full(len(ids), -1, dtype=np.int64)
+        if not pa.types.is_integer(self.ids.type):
+            pos = pc.index_in(ids, value_set=self.ids)
+            return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        # Integer ids: sort once, then binary-search every batch.
+        if self._sorted is None:
+            keys = self.ids.to_numpy()
+            order = np.argsort(keys, kind="stable")
+            self._sorted = (keys[order], order)
+        keys, order = self._sorted
+        want = ids.to_numpy(zero_copy_only=False)
+        at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        return np.where(keys[at] == want, order[at], -1).astype(np.int64)
 
 
 def live_rows(repo: Repository, manifest: Manifest | None, ids: pa.DataType) -> LiveRows:
@@ -158,20 +177,13 @@ class _Snapshotter:
         self.added = 0
         self.changed = 0
 
-    def _match(self, ids: pa.Array) -> np.ndarray:
-        """Position of each id in the previous row index, -1 where absent."""
-        if not len(self.prev_rows):
-            return np.full(len(ids), -1, dtype=np.int64)
-        pos = pc.index_in(ids, value_set=self.prev_rows.ids)
-        return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-
     def upsert(self, batch: pa.Table) -> None:
         """Rows present in the source now: write those that are new or changed."""
         vectors = _check_batch(batch, self.info, self.allow_nonfinite)
         ids = batch.column("id").combine_chunks().cast(id_type(self.info.id_type))
         attrs = batch.select([f.name for f in self.info.attributes]) if self.info.attributes else None
         hashes = row_hashes(ids, vectors, attrs)
-        pos = self._match(ids)
+        pos = self.prev_rows.find(ids)
         known = pos >= 0
         same = np.zeros(len(ids), dtype=bool)
         if known.any():
@@ -192,7 +204,7 @@ class _Snapshotter:
         """Ids removed from the source (tracked mode)."""
         if not len(ids):
             return 0
-        pos = self._match(ids.cast(id_type(self.info.id_type)))
+        pos = self.prev_rows.find(ids.cast(id_type(self.info.id_type)))
         pos = pos[pos >= 0]
         fresh = pos[~self.dead[pos]]
         self.dead[fresh] = True
