@@ -111,7 +111,7 @@ def faiss_rows(index: Any) -> Rows:
     if ivf is not None and ids is None:
         parts = [get_invlist(ivf.invlists, i)[0] for i in range(ivf.nlist)]
         ids = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
-        ivf.make_direct_map()
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # ids need not be 0…n-1
         vectors = ivf.reconstruct_batch(ids) if n else np.empty((0, index.d), np.float32)
         return ids, np.asarray(vectors, np.float32)
     vectors = index.reconstruct_n(0, n) if n else np.empty((0, index.d), np.float32)
@@ -140,12 +140,12 @@ class BackendTests:
 
     # -- helpers -----------------------------------------------------------------
 
-    def snap(self, repo: vecdr.Repository, make_source: MakeSource, rows: Rows,
-             **options: Any) -> vecdr.SnapshotResult:
+    def snap(self, repo: vecdr.Repository, make_source: MakeSource, rows: Rows, **options: Any) -> vecdr.SnapshotResult:
         return vecdr.snapshot(repo, make_source(*rows), collection=self.collection, **options)
 
-    def restored(self, repo: vecdr.Repository, make_target: MakeTarget, folder: Path,
-                 snapshot: str, **options: Any) -> tuple[vecdr.RestoreResult, Rows]:
+    def restored(
+        self, repo: vecdr.Repository, make_target: MakeTarget, folder: Path, snapshot: str, **options: Any
+    ) -> tuple[vecdr.RestoreResult, Rows]:
         target, read = make_target(folder)
         result = vecdr.restore(repo, target, snapshot, collection=self.collection, **options)
         return result, read()
@@ -165,9 +165,7 @@ class BackendTests:
         # Negating flips every sign bit: -0.0 becomes 0.0, a change only bits show.
         new_vectors[0] = -vectors[0]
         inserted = n // 6
-        fresh = np.setdiff1d(
-            np.unique(rng.integers(0, 1 << 50, size=inserted * 2, dtype=np.int64)), ids
-        )[:inserted]
+        fresh = np.setdiff1d(np.unique(rng.integers(0, 1 << 50, size=inserted * 2, dtype=np.int64)), ids)[:inserted]
         fresh = rng.permutation(fresh)
         fresh_vectors = rng.standard_normal((len(fresh), vectors.shape[1])).astype(np.float32)
         new = (
