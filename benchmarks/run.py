@@ -21,6 +21,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +108,20 @@ def dir_bytes(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
 
 
-def stats(samples: list[float]) -> dict[str, Any]:
-    return {
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stats(samples: list[float], cpu: list[float] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "samples": [round(s, 6) for s in samples],
         "best": round(min(samples), 6),
         "median": round(statistics.median(samples), 6),
     }
+    if cpu:
+        out["cpu_samples"] = [round(s, 6) for s in cpu]
+    return out
 
 
 class PhaseTimer:
@@ -151,18 +161,27 @@ class Bench:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
 
     def timed(self, label: str, fn: Callable[[], Any]) -> tuple[float, Any]:
-        """Run ``fn`` once and return (seconds, result); under cProfile with --profile."""
+        """Run ``fn`` once and return (wall seconds, result); under cProfile with --profile.
+
+        The process CPU seconds (user + system, all threads) of the call are left in
+        :attr:`cpu`: unlike wall time they barely move when another process competes
+        for the cores, so they tell contention from extra work.
+        """
         settle()
+        c0 = cpu_seconds()
         if self.profiled and label:
             prof = cProfile.Profile()
             t0 = time.perf_counter()
             result = prof.runcall(fn)
             seconds = time.perf_counter() - t0
+            self.cpu = cpu_seconds() - c0
             prof.dump_stats(str(Path(self.args.profile) / f"{label}.prof"))
             return seconds, result
         t0 = time.perf_counter()
         result = fn()
-        return time.perf_counter() - t0, result
+        seconds = time.perf_counter() - t0
+        self.cpu = cpu_seconds() - c0
+        return seconds, result
 
     def figure(self, name: str, value: float, basis: str, **extra: Any) -> None:
         op, threshold, meaning = TARGETS[name]
@@ -220,10 +239,14 @@ def new_bytes(repo: Any, before: Any, after: Any) -> dict[str, int]:
     old = {e.object.key for e in before.segments}
     old |= {e.deletions.key for e in before.segments if e.deletions}
     old |= {r.key for r in before.artifacts.values()}
-    out = {"segments": 0, "deletion_vectors": 0}
+    old |= {e.hashes.key for e in before.segments if getattr(e, "hashes", None)}
+    out = {"segments": 0, "row_hash_sidecars": 0, "deletion_vectors": 0}
     for e in after.segments:
         if e.object.key not in old:
             out["segments"] += e.object.size
+        hashes = getattr(e, "hashes", None)
+        if hashes is not None and hashes.key not in old:
+            out["row_hash_sidecars"] += hashes.size
         if e.deletions and e.deletions.key not in old:
             out["deletion_vectors"] += e.deletions.size
     for name, ref in after.artifacts.items():
@@ -297,8 +320,10 @@ def case_full(b: Bench, x: np.ndarray, source: Any) -> dict[str, Any]:
     n, d = x.shape
     raw = n * d * 4
     base_t: list[float] = []
+    base_cpu: list[float] = []
     base_size = 0
     snap_t: list[float] = []
+    snap_cpu: list[float] = []
     snaps: list[dict[str, Any]] = []
     repos: list[Path] = []
     for rep in range(b.args.repeats):
@@ -314,6 +339,7 @@ def case_full(b: Bench, x: np.ndarray, source: Any) -> dict[str, Any]:
 
             seconds, _ = b.timed("", write)
             base_t.append(seconds)
+            base_cpu.append(b.cpu)
             base_size = path.stat().st_size
             path.unlink()
 
@@ -329,12 +355,16 @@ def case_full(b: Bench, x: np.ndarray, source: Any) -> dict[str, Any]:
                 raise AssertionError(f"unexpected full snapshot result {res}")
             manifest = vecdr.engines.open_snapshot(repo, res.snapshot)
             snap_t.append(seconds)
+            snap_cpu.append(b.cpu)
             snaps.append({
                 "seconds": round(seconds, 6),
+                "cpu_seconds": round(b.cpu, 6),
                 "engine_seconds": res.seconds,
                 "bytes_written": res.bytes_written,
                 "segments": len(manifest.segments),
                 "segment_bytes": sum(e.object.size for e in manifest.segments),
+                "row_hash_sidecar_bytes": sum(
+                    e.hashes.size for e in manifest.segments if getattr(e, "hashes", None)),
                 "artifact_bytes": {k: r.size for k, r in manifest.artifacts.items()},
                 "repository_bytes_on_disk": dir_bytes(root),
                 "phases": {**timer.phases,
@@ -357,12 +387,13 @@ def case_full(b: Bench, x: np.ndarray, source: Any) -> dict[str, Any]:
     b.figure("full_snapshot_time_ratio", min(snap_t) / min(base_t),
              f"best of {len(snap_t)}: {min(snap_t):.3f}s vecdr.snapshot / "
              f"{min(base_t):.3f}s faiss.write_index+fsync",
-             median_ratio=round(statistics.median(snap_t) / statistics.median(base_t), 6))
+             median_ratio=round(statistics.median(snap_t) / statistics.median(base_t), 6),
+             vecdr_cpu_seconds_best_sample=round(snap_cpu[snap_t.index(min(snap_t))], 3))
     return {
         "source_index": "IndexIDMap2(IndexFlatL2)",
         "raw_vector_bytes": raw,
-        "baseline_write_index_fsync": {**stats(base_t), "file_bytes": base_size},
-        "vecdr_full_snapshot": {**stats(snap_t), "runs": snaps},
+        "baseline_write_index_fsync": {**stats(base_t, base_cpu), "file_bytes": base_size},
+        "vecdr_full_snapshot": {**stats(snap_t, snap_cpu), "runs": snaps},
         "_repos": repos,
     }
 
@@ -392,7 +423,7 @@ def case_incremental(b: Bench, x: np.ndarray, source: Any, full: dict[str, Any])
         root = b.work / f"tracked-{rep}"
         repo = vecdr.init(root)
         tracked = TrackedIndex(faiss.clone_index(source), b.work / f"tracked-{rep}.journal")
-        seconds, first = b.timed("", lambda: vecdr.snapshot(repo, tracked, collection="bench"))
+        seconds, first = b.timed("", partial(vecdr.snapshot, repo, tracked, collection="bench"))
         tracked_full_t.append(seconds)
         t0 = time.perf_counter()
         apply_changes_tracked(tracked, ch)
@@ -400,7 +431,7 @@ def case_incremental(b: Bench, x: np.ndarray, source: Any, full: dict[str, Any])
         timer = PhaseTimer()
         seconds, res = b.timed(
             f"tracked_incremental_{rep}",
-            lambda: vecdr.snapshot(repo, tracked, collection="bench", reporter=timer),
+            partial(vecdr.snapshot, repo, tracked, collection="bench", reporter=timer),
         )
         if res.mode != "tracked" or res.rows != expect_rows:
             raise AssertionError(f"expected a tracked snapshot of {expect_rows} rows, got {res}")
@@ -408,7 +439,8 @@ def case_incremental(b: Bench, x: np.ndarray, source: Any, full: dict[str, Any])
         m1 = vecdr.engines.open_snapshot(repo, res.snapshot)
         tracked_t.append(seconds)
         tracked_runs.append({
-            "seconds": round(seconds, 6), "engine_seconds": res.seconds,
+            "seconds": round(seconds, 6), "cpu_seconds": round(b.cpu, 6),
+            "engine_seconds": res.seconds,
             "bytes_written": res.bytes_written, "added": res.added, "changed": res.changed,
             "deleted": res.deleted, "new_object_bytes": new_bytes(repo, m0, m1),
             "phases": timer.phases, "warnings": timer.warnings,
@@ -428,7 +460,7 @@ def case_incremental(b: Bench, x: np.ndarray, source: Any, full: dict[str, Any])
         timer = PhaseTimer()
         seconds, res = b.timed(
             f"diff_incremental_{rep}",
-            lambda: vecdr.snapshot(repo, changed, collection="bench", reporter=timer),
+            partial(vecdr.snapshot, repo, changed, collection="bench", reporter=timer),
         )
         if res.mode != "diff" or res.rows != expect_rows:
             raise AssertionError(f"expected a diff snapshot of {expect_rows} rows, got {res}")
@@ -436,7 +468,8 @@ def case_incremental(b: Bench, x: np.ndarray, source: Any, full: dict[str, Any])
         m1 = vecdr.engines.open_snapshot(repo, res.snapshot)
         diff_t.append(seconds)
         diff_runs.append({
-            "seconds": round(seconds, 6), "engine_seconds": res.seconds,
+            "seconds": round(seconds, 6), "cpu_seconds": round(b.cpu, 6),
+            "engine_seconds": res.seconds,
             "bytes_written": res.bytes_written, "added": res.added, "changed": res.changed,
             "deleted": res.deleted, "new_object_bytes": new_bytes(repo, m0, m1),
             "phases": timer.phases, "warnings": timer.warnings,
@@ -477,77 +510,102 @@ def case_hnsw(b: Bench, x: np.ndarray, do_rebuild: bool, do_native: bool) -> dic
     rows = min(b.args.hnsw_rows or len(x), len(x))
     xh = x[:rows]
     d = x.shape[1]
-    out: dict[str, Any] = {"rows": rows, "dimension": d, "factory": "HNSW32",
-                           "faiss_omp_threads": faiss.omp_get_max_threads()}
+    out: dict[str, Any] = {"rows": rows, "full_rows": len(x), "dimension": d,
+                           "factory": "HNSW32", "faiss_omp_threads": faiss.omp_get_max_threads()}
+    root = b.work / "hnsw"
+    repo = vecdr.init(root)
+    state: dict[str, Any] = {}
 
-    # Baseline: a bare add into a fresh HNSW32 (all rows in one call). The first one
-    # built is also the source index the snapshots are taken from.
+    # Baseline: a bare add of every row, in one call, into a fresh HNSW32. The first
+    # index built is also the source the snapshots are taken from.
     add_t: list[float] = []
+    add_cpu: list[float] = []
+
+    def bare_add(rep: int) -> None:
+        fresh = faiss.index_factory(d, "HNSW32")
+        seconds, _ = b.timed("", lambda: fresh.add(xh))
+        add_t.append(seconds)
+        add_cpu.append(b.cpu)
+        log(f"hnsw rep {rep}: bare HNSW32 add of {rows} rows {seconds:.2f}s (cpu {b.cpu:.1f}s)")
+        if "source" in state:
+            return
+        state["source"] = fresh
+        t0 = time.perf_counter()
+        state["plain"] = vecdr.snapshot(repo, fresh, collection="hnsw")
+        out["snapshot_seconds"] = round(time.perf_counter() - t0, 6)
+        t0 = time.perf_counter()
+        state["with_blob"] = vecdr.snapshot(repo, fresh, collection="hnsw", with_index=True)
+        out["snapshot_with_index_seconds"] = round(time.perf_counter() - t0, 6)
+        out["native_blob_bytes"] = vecdr.engines.open_snapshot(
+            repo, state["with_blob"].snapshot).artifacts["native_index"].size
+
     rebuild_t: list[float] = []
     rebuild_runs: list[dict[str, Any]] = []
-    source = None
-    root = b.work / "hnsw"
-    repo = None
-    plain = with_blob = None
-    for rep in range(b.args.hnsw_repeats if do_rebuild else 1):
-        fresh = faiss.index_factory(d, "HNSW32")
-        seconds, _ = b.timed("", lambda fresh=fresh: fresh.add(xh))
-        add_t.append(seconds)
-        log(f"hnsw rep {rep}: bare HNSW32 add of {rows} rows {seconds:.2f}s")
-        if source is None:
-            source = fresh
-            repo = vecdr.init(root)
-            t0 = time.perf_counter()
-            plain = vecdr.snapshot(repo, source, collection="hnsw")
-            out["snapshot_seconds"] = round(time.perf_counter() - t0, 6)
-            t0 = time.perf_counter()
-            with_blob = vecdr.snapshot(repo, source, collection="hnsw", with_index=True)
-            out["snapshot_with_index_seconds"] = round(time.perf_counter() - t0, 6)
-            out["native_blob_bytes"] = vecdr.engines.open_snapshot(
-                repo, with_blob.snapshot).artifacts["native_index"].size
-        else:
-            del fresh
-        if not do_rebuild:
-            break
+
+    def rebuild(rep: int) -> None:
+        timer = PhaseTimer()
         seconds, restored = b.timed(
-            f"hnsw_rebuild_{rep}", lambda: vecdr.restore_index(repo, plain.snapshot))
+            f"hnsw_rebuild_{rep}",
+            lambda: vecdr.restore_index(repo, state["plain"].snapshot, reporter=timer))
         inner = faiss.downcast_index(restored)
         ok = (restored.ntotal == rows and isinstance(inner, faiss.IndexHNSW)
               and np.array_equal(restored.reconstruct_n(0, rows), xh))
         if not ok:
             raise AssertionError("HNSW restore from embeddings did not give back the vectors")
         rebuild_t.append(seconds)
-        rebuild_runs.append({"seconds": round(seconds, 6), "index": type(inner).__name__,
-                             "efConstruction": int(inner.hnsw.efConstruction)})
-        del restored, inner
-        log(f"hnsw rep {rep}: vecdr.restore_index (rebuild) {seconds:.2f}s")
-    out["bare_add"] = stats(add_t)
+        rebuild_runs.append({
+            "seconds": round(seconds, 6), "cpu_seconds": round(b.cpu, 6),
+            "index": type(inner).__name__, "efConstruction": int(inner.hnsw.efConstruction),
+            "phases": {**timer.phases, "after_stream (build, publish)": round(
+                seconds - sum(timer.phases.values()), 6)},
+            "warnings": timer.warnings,
+        })
+        log(f"hnsw rep {rep}: vecdr.restore_index (rebuild) {seconds:.2f}s (cpu {b.cpu:.1f}s)")
+
+    bare_add(0)
+    if do_rebuild:
+        rebuild(0)
+        # Later samples alternate (A B, B A, A B, ...) so drift favours neither side.
+        for rep in range(1, b.args.hnsw_repeats):
+            for step in ((rebuild, bare_add) if rep % 2 else (bare_add, rebuild)):
+                step(rep)
+                gc.collect()
+    out["bare_add"] = stats(add_t, add_cpu)
     if do_rebuild:
         out["rebuild"] = {**stats(rebuild_t), "runs": rebuild_runs}
         b.figure("hnsw_rebuild_time_ratio", min(rebuild_t) / min(add_t),
-                 f"best of {len(rebuild_t)}: {min(rebuild_t):.2f}s restore_index / "
-                 f"{min(add_t):.2f}s HNSW32.add, {rows} x {d}",
-                 rows=rows, full_rows=len(x))
+                 f"best of {len(rebuild_t)}: {min(rebuild_t):.2f}s restore_index / best of "
+                 f"{len(add_t)} {min(add_t):.2f}s HNSW32.add, {rows} x {d}",
+                 rows=rows, full_rows=len(x),
+                 median_ratio=round(statistics.median(rebuild_t) / statistics.median(add_t), 6),
+                 cpu_ratio_of_medians=round(
+                     statistics.median(r["cpu_seconds"] for r in rebuild_runs)
+                     / statistics.median(add_cpu), 6))
 
     if do_native:
         copy = b.work / "hnsw-local-copy.faiss"
-        faiss.write_index(source, str(copy))
+        faiss.write_index(state["source"], str(copy))
         fsync_path(copy)
         read_t: list[float] = []
+        read_cpu: list[float] = []
         native_t: list[float] = []
+        native_cpu: list[float] = []
         for rep in range(b.args.repeats):
 
             def read_local() -> None:
                 seconds, idx = b.timed("", lambda: faiss.read_index(str(copy)))
                 assert idx.ntotal == rows
                 read_t.append(seconds)
+                read_cpu.append(b.cpu)
 
-            def native() -> None:
+            def native(rep: int = rep) -> None:
                 seconds, idx = b.timed(
-                    f"native_restore_{rep}", lambda: vecdr.restore_index(repo, with_blob.snapshot))
+                    f"native_restore_{rep}",
+                    lambda: vecdr.restore_index(repo, state["with_blob"].snapshot))
                 if idx.ntotal != rows or not isinstance(faiss.downcast_index(idx), faiss.IndexHNSW):
                     raise AssertionError("native restore did not return the HNSW index")
                 native_t.append(seconds)
+                native_cpu.append(b.cpu)
 
             for step in ((read_local, native) if rep % 2 == 0 else (native, read_local)):
                 step()
@@ -556,8 +614,8 @@ def case_hnsw(b: Bench, x: np.ndarray, do_rebuild: bool, do_native: bool) -> dic
                 f"vecdr.restore_index {native_t[-1]:.3f}s")
         out["native"] = {
             "index_file_bytes": copy.stat().st_size,
-            "faiss_read_index": stats(read_t),
-            "vecdr_restore_index": stats(native_t),
+            "faiss_read_index": stats(read_t, read_cpu),
+            "vecdr_restore_index": stats(native_t, native_cpu),
         }
         b.figure("native_restore_time_ratio", min(native_t) / min(read_t),
                  f"best of {len(native_t)}: {min(native_t):.3f}s restore_index / "
@@ -565,6 +623,7 @@ def case_hnsw(b: Bench, x: np.ndarray, do_rebuild: bool, do_native: bool) -> dic
                  median_ratio=round(statistics.median(native_t) / statistics.median(read_t), 6),
                  rows=rows)
         copy.unlink()
+    state.clear()
     shutil.rmtree(root)
     return out
 
@@ -579,7 +638,9 @@ def case_ivfpq(b: Bench, x: np.ndarray) -> dict[str, Any]:
     factory = b.args.ivf_factory
     index = faiss.index_factory(d, factory)
     train_s, _ = b.timed("", lambda: index.train(x))
+    train_cpu = b.cpu
     add_s, _ = b.timed("", lambda: index.add(x))
+    add_cpu = b.cpu
     log(f"ivfpq: {factory} train {train_s:.2f}s, add {add_s:.2f}s")
     root = b.work / "ivfpq"
     repo = vecdr.init(root)
@@ -590,6 +651,7 @@ def case_ivfpq(b: Bench, x: np.ndarray) -> dict[str, Any]:
     if "trained" not in manifest.artifacts:
         raise AssertionError("the IVF-PQ snapshot kept no trained state")
     restore_t: list[float] = []
+    restore_cpu: list[float] = []
     identical = None
     queries = x[:: max(1, n // 200)][:200]
     for rep in range(b.args.repeats):
@@ -597,6 +659,7 @@ def case_ivfpq(b: Bench, x: np.ndarray) -> dict[str, Any]:
         if restored.ntotal != n:
             raise AssertionError(f"IVF-PQ restore gave {restored.ntotal} rows, expected {n}")
         restore_t.append(seconds)
+        restore_cpu.append(b.cpu)
         if identical is None:
             nprobe = 16
             faiss.extract_index_ivf(restored).nprobe = nprobe
@@ -610,15 +673,18 @@ def case_ivfpq(b: Bench, x: np.ndarray) -> dict[str, Any]:
     b.figure("ivfpq_restore_speedup", baseline / min(restore_t),
              f"({train_s:.2f}s train + {add_s:.2f}s add) / best of {len(restore_t)} "
              f"{min(restore_t):.2f}s restore_index, {factory}, {n} x {d}",
-             median_speedup=round(baseline / statistics.median(restore_t), 6))
+             median_speedup=round(baseline / statistics.median(restore_t), 6),
+             cpu_speedup=round((train_cpu + add_cpu) / min(restore_cpu), 6))
     shutil.rmtree(root)
     return {
         "factory": factory,
         "train_seconds": round(train_s, 6),
+        "train_cpu_seconds": round(train_cpu, 6),
         "add_seconds": round(add_s, 6),
+        "add_cpu_seconds": round(add_cpu, 6),
         "snapshot_seconds": round(snapshot_s, 6),
         "trained_artifact_bytes": manifest.artifacts["trained"].size,
-        "restore": stats(restore_t),
+        "restore": stats(restore_t, restore_cpu),
         "search_results_identical_to_source": identical,
     }
 
@@ -647,10 +713,12 @@ def case_read(b: Bench, x: np.ndarray, full: dict[str, Any]) -> dict[str, Any]:
 
     read_all()  # warm the page cache
     warm: list[float] = []
+    warm_cpu: list[float] = []
     for rep in range(b.args.repeats):
         seconds, rows = b.timed(f"read_warm_{rep}", read_all)
         assert rows == manifest.rows
         warm.append(seconds)
+        warm_cpu.append(b.cpu)
     cold: list[float] = []
     if hasattr(os, "posix_fadvise"):
         for _rep in range(min(2, b.args.repeats)):
@@ -679,7 +747,7 @@ def case_read(b: Bench, x: np.ndarray, full: dict[str, Any]) -> dict[str, Any]:
         "raw_vector_bytes": raw,
         "stored_segment_bytes": stored,
         "workers": "iter_live default",
-        "warm": {**stats(warm), "raw_gbps_best": round(raw / best / 1e9, 4)},
+        "warm": {**stats(warm, warm_cpu), "raw_gbps_best": round(raw / best / 1e9, 4)},
         "cold_ish": ({**stats(cold), "raw_gbps_best": round(raw / min(cold) / 1e9, 4),
                       "how": "fsync + posix_fadvise(DONTNEED) on every segment file first"}
                      if cold else None),
@@ -711,8 +779,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="samples per cheap measurement (3)")
     p.add_argument("--hnsw-rows", type=int, default=None,
                    help="rows for the HNSW32 cases (default: all rows)")
-    p.add_argument("--hnsw-repeats", type=int, default=1,
-                   help="samples of bare add / rebuild restore for HNSW32 (default 1)")
+    p.add_argument("--hnsw-repeats", type=int, default=2,
+                   help="samples of bare add and of rebuild restore for HNSW32, taken in "
+                        "A B B A order (default 2)")
     p.add_argument("--ivf-factory", default=None,
                    help="IVF-PQ factory (default IVF1024,PQ32; --quick IVF128,PQ16)")
     p.add_argument("--change-fraction", type=float, default=0.01,
@@ -756,12 +825,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import faiss  # noqa: F401  (fail early if the extra is missing)
 
+    # Import every vecdr module used up front, so a run measures one version of the source.
+    import vecdr  # noqa: F401
+    import vecdr.engines.segments  # noqa: F401
+    import vecdr.faiss  # noqa: F401
+    import vecdr.format.hashing  # noqa: F401
+    import vecdr.format.segment  # noqa: F401
+
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     wall0 = time.perf_counter()
     load0 = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="vecdr-bench-", dir=args.workdir))
     b = Bench(args, work)
+    same_device = os.stat(work).st_dev == os.stat(ROOT).st_dev
     log(f"work folder {work} (repositories and baseline files), cases {', '.join(args.cases)}")
+    machine = machine_info()  # before the run: the vecdr source measured
     cases: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
@@ -792,6 +870,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     wall = time.perf_counter() - wall0
+    after = machine_info()
+    if (after.get("git_commit"), after.get("src_uncommitted_changes")) != (
+            machine.get("git_commit"), machine.get("src_uncommitted_changes")):
+        # vecdr modules are imported lazily: a run that straddles a source change may mix both.
+        machine["src_changed_during_run"] = {"git_commit_after": after.get("git_commit"),
+                                             "src_uncommitted_changes_after":
+                                                 after.get("src_uncommitted_changes")}
+        log("warning: src/ changed while the benchmark ran; see machine.src_changed_during_run")
     hnsw_rows = cases.get("hnsw", {}).get("rows")
     doc = {
         "benchmark": "vecdr core",
@@ -809,9 +895,10 @@ def main(argv: list[str] | None = None) -> int:
             "timing": "wall clock per call (time.perf_counter) after gc.collect() + os.sync(); "
                       "ratios use the best sample of each side, medians reported beside",
             "profiled": b.profiled,
-            "workdir_filesystem": os.statvfs(work.parent).f_fsid if hasattr(os, "statvfs") else None,
+            "workdir": str(work.parent),
+            "workdir_same_device_as_checkout": same_device,
         },
-        "machine": {**machine_info(), "loadavg_start": load0, "loadavg_end": os.getloadavg()},
+        "machine": {**machine, "loadavg_start": load0, "loadavg_end": os.getloadavg()},
         "figures": b.figures,
         "all_pass": all(f["pass"] for f in b.figures.values()),
         "cases": cases,
