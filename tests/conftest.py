@@ -54,3 +54,26 @@ def memory_repo(memory_url: str) -> vecdr.Repository:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20240607)
+
+
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave with the session's status and without interpreter teardown.
+
+    Arrow's native thread pools can abort a process during interpreter exit after
+    all work has succeeded (a known teardown race); the report is complete here.
+    """
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)

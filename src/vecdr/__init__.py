@@ -23,7 +23,7 @@ from vecdr.engines import snapshot as _snapshot
 from vecdr.engines import verify as _verify
 from vecdr.errors import VecdrError
 from vecdr.progress import NULL, Reporter
-from vecdr.repository import Repository
+from vecdr.repository import Repository, pick_collection
 
 __all__ = [
     "Repository",
@@ -58,6 +58,8 @@ def _as_source(source: Any, embeddings: Any = None) -> Source:
     if isinstance(source, Source):
         return source
     if isinstance(source, str):
+        if embeddings is not None and not source.lower().startswith("faiss:"):
+            raise errors.UsageError("embeddings apply only to FAISS sources")
         return open_source(source, **({"embeddings": embeddings} if embeddings is not None else {}))
     from vecdr.backends.faiss import FaissSource  # a faiss.Index or TrackedIndex object
 
@@ -89,8 +91,11 @@ def snapshot(
 
 def snapshots(repo: RepoLike, collection: str | None = None) -> list[dict[str, Any]]:
     """Committed snapshots, oldest first."""
+    commits = open_repository(repo).commits()
+    if collection is not None:
+        pick_collection(commits, collection)  # an unknown collection is an error, not an empty list
     out = []
-    for c in open_repository(repo).commits():
+    for c in commits:
         if collection is None or c.collection == collection:
             out.append({"id": c.snapshot, "seq": c.seq, "collection": c.collection,
                         "created_at": c.created_at, "tags": list(c.tags), "rows": c.rows,

@@ -21,6 +21,7 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   └── SchemaError
     ├── TargetError
     │   └── TargetExistsError            (FileExistsError)
+    ├── UsageError                       (ValueError: an invalid or conflicting argument)
     ├── BackendError
     │   ├── UnknownSchemeError           (ValueError)
     │   └── BackendUnavailableError      (ImportError: the extra to install is named)
@@ -107,6 +108,10 @@ class TargetError(VecdrError):
 
 class TargetExistsError(TargetError, FileExistsError):
     """The restore target already exists and ``force`` was not given."""
+
+
+class UsageError(VecdrError, ValueError):
+    """An argument is invalid, or two arguments conflict."""
 
 
 class BackendError(VecdrError):

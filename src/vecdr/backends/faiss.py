@@ -50,14 +50,17 @@ def _load_embeddings(path: str, ids: np.ndarray, dimension: int) -> np.ndarray:
                 f"found shape {vectors.shape}"
             )
     else:
-        import pyarrow.parquet as pq
+        from vecdr.backends.parquet import ParquetSource
 
-        table = pq.read_table(path, columns=["id", "vector"])
+        embedded = ParquetSource(path)
+        tables = list(embedded.scan(1 << 16))
+        table = pa.concat_tables(tables) if tables else None
+        if table is None:
+            raise SourceError(f"{path}: no embeddings")
         pos = pc.index_in(pa.array(ids), value_set=table.column("id").combine_chunks())
         if pos.null_count:
             raise SourceError(f"{path}: {pos.null_count} indexed ids have no embedding")
-        width = table.schema.field("vector").type.list_size
-        vectors = vectors_from_arrow(table.column("vector"), width)[pos.to_numpy()]
+        vectors = vectors_from_arrow(table.column("vector"), embedded.dimension)[pos.to_numpy()]
     if vectors.shape[1] != dimension:
         raise DimensionMismatchError(
             f"{path}: embeddings have dimension {vectors.shape[1]}, the index {dimension}"
@@ -190,6 +193,20 @@ class TrackedIndex:
             )
         self.index = index
         self.journal = journal if isinstance(journal, Journal) else Journal(journal, index.d)
+        # Changes are journaled before the index applies them, so an operation the
+        # index cannot do must be refused before it reaches the journal.
+        try:
+            index.remove_ids(np.empty(0, dtype=np.int64))
+            self.removable = True
+        except RuntimeError:
+            self.removable = False
+
+    def _check_removable(self) -> None:
+        if not self.removable:
+            raise SourceError(
+                f"a {type(fi.unwrap(self.index)[0]).__name__} cannot remove vectors; "
+                "rebuild it and snapshot in diff mode, or track a removable index (Flat, IVF)"
+            )
 
     @property
     def d(self) -> int:
@@ -214,6 +231,7 @@ class TrackedIndex:
         self.index.add_with_ids(x, ids)
 
     def remove_ids(self, ids: np.ndarray) -> int:
+        self._check_removable()
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.journal.delete(ids)
         return int(self.index.remove_ids(ids))
@@ -221,6 +239,7 @@ class TrackedIndex:
     def upsert(self, x: np.ndarray, ids: np.ndarray) -> None:
         """Insert or overwrite the vectors of ``ids``."""
         x, ids = self._check(x, ids)
+        self._check_removable()
         self.journal.upsert(ids, x)
         self.index.remove_ids(ids)
         self.index.add_with_ids(x, ids)
@@ -307,45 +326,58 @@ class FaissTarget(Target):
                     self.phases["load_native"] = time.perf_counter() - started
                     return True
 
-        factory = self.factory or recorded.get("factory") or DEFAULT_FACTORY
+        if spec.id_type != "int64":
+            raise SchemaError("FAISS ids are integers; this snapshot has string ids")
         metric = self.metric or recorded.get("metric", "L2")
         index: faiss.Index | None = None
-        if recorded and not override and spec.index.get("trained") is False:
-            trained = spec.artifact("trained")
-            if trained is not None:
-                try:
-                    index = fi.deserialize(trained)
-                    if index.d != spec.dimension or not index.is_trained or index.ntotal:
-                        index = None
-                except RuntimeError:
-                    index = None
-                if index is None:
-                    self._warn("kept trained state does not load in this faiss; retraining")
+        if recorded and not override and recorded.get("needs_training"):
+            index = self._trained(spec)
         if index is None:
+            factory = self.factory or (recorded.get("factory") if recorded else DEFAULT_FACTORY)
+            if factory is None:
+                raise SchemaError(
+                    f"the snapshot's {recorded.get('class')} index has no factory string to rebuild "
+                    "it from; restore a snapshot taken with --with-index, or pass --index-factory"
+                )
             index = fi.new_index(factory, spec.dimension, metric)
             self._needs_training = not index.is_trained
         if index.d != spec.dimension:
-            raise DimensionMismatchError(
-                f"index {factory!r} has dimension {index.d}, the snapshot {spec.dimension}"
-            )
+            raise DimensionMismatchError(f"the index has dimension {index.d}, the snapshot {spec.dimension}")
         fi.apply_params(index, recorded.get("params", {}) if not self.factory else {})
-        if spec.id_type != "int64":
-            raise SchemaError("FAISS ids are integers; this snapshot has string ids")
+
+        # Ids: an id map as recorded; IVF indexes keep ids natively; a recorded index
+        # without an id map numbers its vectors 0…n-1; anything else gets an IDMap2.
+        inner, own_map, _ = fi.unwrap(index)
         id_map = recorded.get("id_map") if recorded and not self.factory else None
-        if id_map == "IDMap":
-            index = faiss.IndexIDMap(index)
-        elif id_map == "IDMap2" or (not recorded and not fi.supports_add_with_ids(index)):
-            index = faiss.IndexIDMap2(index)
-        elif not fi.supports_add_with_ids(fi.unwrap(index)[0]):
-            self._plain = True
-            if self.factory:
+        if own_map is None:
+            if id_map == "IDMap":
+                index = faiss.IndexIDMap(index)
+            elif id_map == "IDMap2":
                 index = faiss.IndexIDMap2(index)
-                self._plain = False
+            elif not fi.supports_add_with_ids(inner):
+                if recorded and not self.factory:
+                    self._plain = True
+                else:
+                    index = faiss.IndexIDMap2(index)
         self.index = index
         if self._needs_training or self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
             self._ids = np.empty(spec.rows, np.int64)
             self._vectors = np.empty((spec.rows, spec.dimension), np.float32)
         return False
+
+    def _trained(self, spec: RestoreSpec) -> faiss.Index | None:
+        """The kept trained state as an empty index, or None (with a warning) if unusable."""
+        trained = spec.artifact("trained")
+        if trained is None:
+            return None
+        try:
+            index = fi.deserialize(trained)
+        except RuntimeError:
+            index = None
+        if index is None or index.d != spec.dimension or not index.is_trained or index.ntotal:
+            self._warn("the kept trained state does not load in this faiss; retraining")
+            return None
+        return index
 
     def _use_blob(self, blob: bytes, spec: RestoreSpec) -> bool:
         try:

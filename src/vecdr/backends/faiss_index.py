@@ -50,9 +50,11 @@ def _flat_storage(inner: faiss.Index) -> faiss.IndexFlat | None:
     """The flat storage holding raw float32 vectors, where there is one."""
     if isinstance(inner, faiss.IndexFlat):
         return inner
-    hnsw = _hnsw(inner)
-    if hnsw is not None:
-        storage = faiss.downcast_index(hnsw.storage)
+    graph = _hnsw(inner)
+    if graph is None and isinstance(inner, faiss.IndexNSG):
+        graph = inner
+    if graph is not None:
+        storage = faiss.downcast_index(graph.storage)
         if isinstance(storage, faiss.IndexFlat):
             return storage
     return None
@@ -106,7 +108,7 @@ def describe(index: faiss.Index) -> dict[str, Any]:
         "id_map": id_map,
         "params": _search_params(inner),
         "lossless": is_lossless(index),
-        "trained": bool(not _needs_training(inner)),
+        "needs_training": _needs_training(inner),
         "faiss_version": faiss.__version__,
     }
 

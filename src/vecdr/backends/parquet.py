@@ -75,6 +75,8 @@ class ParquetSource(Source):
         for batch in self.file.iter_batches(batch_size=batch_rows):
             table = pa.Table.from_batches([batch])
             vectors = table.column(self.vector_col).combine_chunks()
+            if vectors.null_count:
+                raise SchemaError(f"{self.path}: a row has no vector")
             if not pa.types.is_fixed_size_list(vectors.type):
                 lengths = pc.list_value_length(vectors)
                 if pc.any(pc.not_equal(lengths, self.dimension)).as_py():
@@ -82,8 +84,6 @@ class ParquetSource(Source):
                 vectors = pa.FixedSizeListArray.from_arrays(vectors.flatten(), type=want)
             else:
                 vectors = vectors.cast(want)
-            if vectors.null_count:
-                raise SchemaError(f"{self.path}: a row has no vector")
             ids = table.column(self.id_col).combine_chunks()
             if ids.null_count:
                 raise SchemaError(f"{self.path}: a row has no id")

@@ -1,13 +1,15 @@
 """The ``vecdr`` command: parses, calls one engine, prints. No logic of its own.
 
 Every command takes ``--json`` and then prints exactly one JSON document. Errors
-print one line to stderr and exit non-zero; ``VECDR_DEBUG=1`` shows the traceback.
+print one line to stderr and exit non-zero; ``VECDR_DEBUG=1`` shows the traceback
+of an unexpected error (a bug), never of an ordinary vecdr error.
 ``VECDR_REPOSITORY`` may stand for the REPO argument.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +17,7 @@ from typer.core import TyperCommand
 
 import vecdr
 from vecdr.cli import output
-from vecdr.errors import VecdrError
+from vecdr.errors import UsageError, VecdrError
 
 REPO_ENV = "VECDR_REPOSITORY"
 
@@ -51,10 +53,11 @@ class RepoCommand(TyperCommand):
             wanted = sum(1 for p in self.params if getattr(p, "param_type_name", "") == "argument")
             positions = self._positions(args)
             as_of = any(a == "--as-of" or a.startswith("--as-of=") for a in args)
-            if self.name == "restore" and as_of and len(positions) in (wanted - 1, wanted - 2):
-                missing_repo = len(positions) == wanted - 2
-                at = positions[0] + 1 if positions and not missing_repo else (positions[0] if positions else 0)
-                args.insert(at, "latest")
+            if self.name == "restore" and as_of and positions:
+                # --as-of stands for SNAPSHOT: the arguments are [REPO] TARGET.
+                if len(positions) >= wanted:
+                    raise UsageError("give either a SNAPSHOT or --as-of, not both")
+                args.insert(positions[-1], "latest")
                 positions = self._positions(args)
             env = os.environ.get(REPO_ENV)
             if env and len(positions) == wanted - 1:
@@ -211,7 +214,7 @@ def verify_cmd(
         output.emit_json(report.to_dict())
     else:
         for p in report.errors:
-            print(f"ERROR {p.object}: {output.one_line(p.problem)}")
+            print(f"ERROR {output.one_line(p.problem)}")
         extra = f", {len(report.unreferenced)} unreferenced object(s)" if report.unreferenced else ""
         state = "ok" if report.ok else f"{len(report.errors)} error(s)"
         print(f"{report.snapshots} snapshot(s), {report.objects} object(s) checked: {state}{extra}")
@@ -262,3 +265,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         output.error(f"unexpected {type(exc).__name__}: {exc} (set VECDR_DEBUG=1 for a traceback)")
         return 70
+
+
+def entry() -> None:
+    """The console script: run, flush, and leave without interpreter teardown.
+
+    Everything vecdr writes is fsync'd and closed before a command returns. Skipping
+    finalization avoids a known race in Arrow's native thread pools at interpreter
+    exit, which can abort (SIGABRT) a process whose work had already succeeded.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

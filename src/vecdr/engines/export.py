@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ def export(
     for p in (path, ids_path):
         if p.exists() and not force:
             raise TargetExistsError(f"{p} already exists; pass --force to replace it")
-    manifest = open_snapshot(repo, ref, collection)
+    started = time.perf_counter()
+    manifest = open_snapshot(repo, ref, collection, reporter=reporter)
     vectors = np.lib.format.open_memmap(
         path.with_name(f".{path.name}.vecdr-tmp"), mode="w+", dtype=np.float32,
         shape=(manifest.rows, manifest.dimension),
@@ -68,4 +70,4 @@ def export(
     os.replace(tmp_ids, ids_path)
     os.replace(path.with_name(f".{path.name}.vecdr-tmp"), path)
     return {"snapshot": manifest.snapshot, "rows": manifest.rows, "path": str(path),
-            "ids_path": str(ids_path), "format": "npy"}
+            "ids_path": str(ids_path), "format": "npy", "seconds": round(time.perf_counter() - started, 6)}

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from vecdr.backends.base import RestoreSpec, Target
 from vecdr.engines.segments import iter_live
+from vecdr.errors import IntegrityError, SnapshotNotFoundError, VecdrError
 from vecdr.format.manifest import Manifest
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, resolve
@@ -35,9 +36,25 @@ def open_snapshot(
     ref: str | None = "latest",
     collection: str | None = None,
     as_of: str | datetime | None = None,
+    reporter: Reporter = NULL,
 ) -> Manifest:
-    """Resolve a snapshot reference and load its manifest (hash-checked)."""
-    return repo.load_manifest(resolve(repo.commits(), ref, collection, as_of))
+    """Resolve a snapshot reference and load its manifest (hash-checked).
+
+    Unreadable commit records are skipped with a warning; when nothing else matches,
+    the error names the unreadable record, which may be the snapshot asked for.
+    """
+    unreadable: list[VecdrError] = []
+    commits = repo.commits(unreadable.append)
+    try:
+        commit = resolve(commits, ref, collection, as_of)
+    except SnapshotNotFoundError as exc:
+        if unreadable:
+            first = unreadable[0]
+            raise IntegrityError(f"{exc}; and {first}", path=getattr(first, "path", None)) from exc
+        raise
+    for problem in unreadable:
+        reporter.warn(f"skipping unreadable commit record: {problem}")
+    return repo.load_manifest(commit)
 
 
 def restore(
@@ -53,7 +70,7 @@ def restore(
 ) -> RestoreResult:
     """Rebuild snapshot ``ref`` into ``target``; the target is published only when complete."""
     started = time.perf_counter()
-    manifest = open_snapshot(repo, ref, collection, as_of)
+    manifest = open_snapshot(repo, ref, collection, as_of, reporter)
 
     def artifact(name: str) -> bytes | None:
         ref = manifest.artifacts.get(name)

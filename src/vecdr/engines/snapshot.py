@@ -25,6 +25,7 @@ from vecdr.errors import (
     IntegrityError,
     NonFiniteVectorError,
     SchemaError,
+    UsageError,
 )
 from vecdr.format.deletions import encode_deletions
 from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes
@@ -73,8 +74,12 @@ def _check_batch(batch: pa.Table, info: SourceInfo, allow_nonfinite: bool) -> np
     if width != info.dimension:
         raise DimensionMismatchError(f"rows have dimension {width}, source said {info.dimension}")
     vectors = vectors_from_arrow(batch.column("vector"), info.dimension)
-    if not allow_nonfinite and not np.isfinite(vectors).all():
-        bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+    # A row's sum is finite when all its values are; rows whose sum is not (NaN, Inf,
+    # or a finite overflow) are checked exactly. One BLAS pass instead of a mask.
+    with np.errstate(over="ignore", invalid="ignore"):
+        suspect = np.flatnonzero(~np.isfinite(vectors @ np.ones(info.dimension, np.float32)))
+    if not allow_nonfinite and len(suspect) and not np.isfinite(vectors[suspect]).all():
+        bad = int(suspect[~np.isfinite(vectors[suspect]).all(axis=1)][0])
         raise NonFiniteVectorError(
             f"the vector of id {batch.column('id')[bad].as_py()!r} holds NaN or Inf; "
             "pass allow_nonfinite (--allow-nonfinite) to store it anyway"
@@ -301,12 +306,13 @@ def snapshot(
     snapshot's rows (segments already stored are still not rewritten twice).
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     started = time.perf_counter()
     info = source.info()
     name = collection or info.name
     tags = tuple(tags)
-    previous = [c for c in repo.commits() if c.collection == name]
+    commits = repo.commits(lambda exc: reporter.warn(f"skipping unreadable commit record: {exc}"))
+    previous = [c for c in commits if c.collection == name]
     prev = repo.load_manifest(previous[-1]) if previous else None
     if prev is not None:
         if prev.dimension != info.dimension:
@@ -327,7 +333,18 @@ def snapshot(
     # after the commit it can be trimmed up to here whatever mode ran.
     journal: ChangeSet | None = source.changes()
     base = prev.snapshot if use_prev and prev is not None else None
-    tracked = journal is not None and base is not None and journal.base == base
+    tracked = mode != "diff" and journal is not None and base is not None and journal.base == base
+    if tracked and journal is not None and info.rows is not None:
+        # The journal must account for exactly the rows the source holds; if it does
+        # not, some change bypassed it, and only a full comparison is safe.
+        new = int((prev_rows.find(journal.upserts.column("id").combine_chunks()) < 0).sum())
+        gone = int((prev_rows.find(journal.deletes) >= 0).sum())
+        if len(prev_rows) + new - gone != info.rows:
+            reporter.warn(
+                f"the change journal accounts for {len(prev_rows) + new - gone} rows but the source "
+                f"holds {info.rows}; comparing every row instead"
+            )
+            tracked = False
     if mode == "tracked" and not tracked:
         reporter.warn(
             "the source's change journal does not continue the latest snapshot; comparing every row"

@@ -36,25 +36,29 @@ def row_hashes(ids: pa.Array, vectors: np.ndarray, attributes: pa.Table | None =
     equal exactly when all three are equal.
     """
     n = len(ids)
-    out = np.empty((n, ROW_HASH_BYTES), dtype=np.uint8)
     if n == 0:
-        return out
+        return np.empty((0, ROW_HASH_BYTES), dtype=np.uint8)
     vec = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint8).reshape(n, -1)
     if pa.types.is_integer(ids.type):
-        head = np.asarray(ids.to_numpy(zero_copy_only=False), dtype="<i8").view(np.uint8)
-        head = head.reshape(n, 8)
+        heads: list[bytes] | np.ndarray = (
+            np.asarray(ids.to_numpy(zero_copy_only=False), dtype="<i8").view(np.uint8).reshape(n, 8)
+        )
     else:
-        head = None
-        id_bytes = [s.encode() for s in ids.to_pylist()]
-    extra = None
+        heads = [len(b).to_bytes(4, "little") + b for b in (s.encode() for s in ids.to_pylist())]
+    sha = hashlib.sha256
+    digests: list[bytes] = []
+    append = digests.append
     if attributes is not None and attributes.num_columns:
         cols = [_attribute_bytes(attributes.column(i)) for i in range(attributes.num_columns)]
         extra = [b"\x1f".join(parts) for parts in zip(*cols, strict=True)]
-    sha = hashlib.sha256
-    for i in range(n):
-        h = sha(head[i] if head is not None else len(id_bytes[i]).to_bytes(4, "little") + id_bytes[i])
-        h.update(vec[i])
-        if extra is not None:
-            h.update(extra[i])
-        out[i] = np.frombuffer(h.digest(), dtype=np.uint8, count=ROW_HASH_BYTES)
-    return out
+        for head, row, more in zip(heads, vec, extra, strict=True):
+            h = sha(head)
+            h.update(row)
+            h.update(more)
+            append(h.digest()[:ROW_HASH_BYTES])
+    else:
+        for head, row in zip(heads, vec, strict=True):
+            h = sha(head)
+            h.update(row)
+            append(h.digest()[:ROW_HASH_BYTES])
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(n, ROW_HASH_BYTES)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 
-from vecdr.errors import CommitError, IntegrityError
+from vecdr.errors import CommitError, IntegrityError, UnsupportedFormatError, VecdrError
 from vecdr.format.manifest import Manifest
 from vecdr.format.objects import ObjectRef
 from vecdr.format.records import CommitRecord, commit_key
@@ -39,8 +40,25 @@ def read_commit(store: Store, seq: int) -> CommitRecord:
     return record
 
 
-def read_commits(store: Store) -> list[CommitRecord]:
-    return [read_commit(store, seq) for seq in commit_seqs(store)]
+def read_commits(
+    store: Store, on_error: Callable[[VecdrError], None] | None = None
+) -> list[CommitRecord]:
+    """Every readable commit record, oldest first.
+
+    An unreadable record is skipped (and handed to ``on_error``) so that one
+    damaged record blocks neither restoring other snapshots nor new backups;
+    ``verify`` reports it as an error.
+    """
+    records = []
+    for seq in commit_seqs(store):
+        try:
+            records.append(read_commit(store, seq))
+        except (IntegrityError, UnsupportedFormatError) as exc:
+            if on_error is not None:
+                on_error(exc)
+        except FileNotFoundError:
+            continue
+    return records
 
 
 def commit_manifest(store: Store, manifest: Manifest, ref: ObjectRef) -> CommitRecord:

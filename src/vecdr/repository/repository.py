@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from vecdr.errors import (
@@ -16,6 +17,7 @@ from vecdr.errors import (
     NotARepositoryError,
     RepositoryExistsError,
     StoreError,
+    VecdrError,
 )
 from vecdr.format.hashing import sha256_hex
 from vecdr.format.manifest import Manifest
@@ -99,7 +101,7 @@ class Repository:
             raise NotARepositoryError(
                 f"{store.url} is not a vecdr repository (no {CONFIG}; create one with `vecdr init`)"
             ) from None
-        except IsADirectoryError:
+        except (IsADirectoryError, NotADirectoryError):
             raise NotARepositoryError(f"{store.url} is not a vecdr repository") from None
         return cls(store, Config.from_bytes(data, f"{store.url}/{CONFIG}"))
 
@@ -145,11 +147,20 @@ class Repository:
                 f"commit {commit.key} names {commit.snapshot}",
                 path=commit.manifest.key,
             )
+        # The record's copies of these fields choose snapshots by collection, tag and
+        # time, so they must agree with the (hash-checked) manifest.
+        for field in ("collection", "created_at", "parent", "tags", "rows"):
+            if getattr(commit, field) != getattr(manifest, field):
+                raise IntegrityError(
+                    f"{commit.key}: {field} {getattr(commit, field)!r} disagrees with its manifest "
+                    f"({getattr(manifest, field)!r})",
+                    path=commit.key,
+                )
         return manifest
 
-    def commits(self) -> list[CommitRecord]:
-        """Every commit record, oldest first."""
-        return read_commits(self.store)
+    def commits(self, on_error: Callable[[VecdrError], None] | None = None) -> list[CommitRecord]:
+        """Every readable commit record, oldest first (unreadable ones go to ``on_error``)."""
+        return read_commits(self.store, on_error)
 
     def commit(self, manifest: Manifest, ref: ObjectRef) -> CommitRecord:
         """Write the commit point for ``manifest`` (already stored at ``ref``)."""

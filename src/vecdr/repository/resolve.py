@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from vecdr.errors import AmbiguousSnapshotError, CollectionError, SnapshotNotFoundError
+from vecdr.errors import AmbiguousSnapshotError, CollectionError, SnapshotNotFoundError, UsageError
 from vecdr.format.records import CommitRecord
 
 MIN_PREFIX = 4
@@ -49,6 +49,8 @@ def resolve(
 ) -> CommitRecord:
     """Find one snapshot by id, unique id prefix, tag, ``latest`` or ``as_of`` time."""
     if as_of is not None:
+        if ref not in (None, "latest"):
+            raise UsageError(f"give either a snapshot ({ref!r}) or a time to restore as of, not both")
         name = pick_collection(commits, collection)
         when = parse_time(as_of) if isinstance(as_of, str) else as_of
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
