@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,8 @@ class FaissSource(Source):
         name: str | None = None,
         uri: str | None = None,
     ) -> None:
+        # An index vecdr loaded itself is nobody else's: it can be read without copying.
+        self._owned = isinstance(index, str | os.PathLike)
         if isinstance(index, str | os.PathLike):
             path = Path(index)
             if not path.is_file():
@@ -126,7 +129,7 @@ class FaissSource(Source):
 
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:
         if self._spec["lossless"]:
-            for ids, vectors in fi.iter_vectors(self.index, batch_rows):
+            for ids, vectors in fi.iter_vectors(self.index, batch_rows, copy=not self._owned):
                 yield _table(ids, vectors)
             return
         if self._embeddings is None:
@@ -319,12 +322,16 @@ class FaissTarget(Target):
         override = self.factory is not None or self.metric is not None
 
         if recorded and not override:
-            blob = spec.artifact("native_index")
-            if blob is not None:
-                started = time.perf_counter()
-                if self._use_blob(blob, spec):
-                    self.phases["load_native"] = time.perf_counter() - started
-                    return True
+            started = time.perf_counter()
+            local = spec.artifact_file("native_index") if self.path is None else None
+            if local is not None:
+                loaded = self._load_native_file(*local, spec=spec)
+            else:
+                blob = spec.artifact("native_index")
+                loaded = blob is not None and self._use_blob(blob, spec)
+            if loaded:
+                self.phases["load_native"] = time.perf_counter() - started
+                return True
 
         if spec.id_type != "int64":
             raise SchemaError("FAISS ids are integers; this snapshot has string ids")
@@ -378,6 +385,24 @@ class FaissTarget(Target):
             self._warn("the kept trained state does not load in this faiss; retraining")
             return None
         return index
+
+    def _load_native_file(self, path: str, check: Any, spec: RestoreSpec) -> bool:
+        """Load a native index in place while another thread hash-checks the same file."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            verified = pool.submit(check)
+            try:
+                index = faiss.read_index(path)
+            except RuntimeError:
+                index = None
+            verified.result()  # an IntegrityError here discards whatever was loaded
+        if index is None:
+            self._warn("the native index blob does not load in this faiss; rebuilding")
+            return False
+        if index.ntotal != spec.rows or index.d != spec.dimension:
+            self._warn("the native index blob does not match the snapshot; rebuilding")
+            return False
+        self.index = index
+        return True
 
     def _use_blob(self, blob: bytes, spec: RestoreSpec) -> bool:
         try:

@@ -135,14 +135,24 @@ def ids_in_order(index: faiss.Index) -> np.ndarray:
     return np.arange(inner.ntotal, dtype=np.int64)
 
 
-def iter_vectors(index: faiss.Index, batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (ids, float32 vectors) from a lossless index, in storage order."""
+def iter_vectors(
+    index: faiss.Index, batch_rows: int, copy: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (ids, float32 vectors) from a lossless index, in storage order.
+
+    With ``copy=False`` flat storage is yielded as views of the index's own memory:
+    only for an index nobody else can change or free meanwhile.
+    """
     inner, _, id_map = unwrap(index)
     storage = _flat_storage(inner)
     if storage is not None:
+        view = None
+        if not copy and storage.ntotal:
+            view = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d)
+            view = view.reshape(storage.ntotal, storage.d)
         for start in range(0, storage.ntotal, batch_rows):
             n = min(batch_rows, storage.ntotal - start)
-            vectors = storage.reconstruct_n(start, n)
+            vectors = view[start : start + n] if view is not None else storage.reconstruct_n(start, n)
             ids = id_map[start : start + n] if id_map is not None else np.arange(start, start + n)
             yield ids.astype(np.int64), vectors
         return

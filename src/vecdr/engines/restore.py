@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -76,6 +77,13 @@ def restore(
         ref = manifest.artifacts.get(name)
         return repo.get(ref) if ref is not None else None
 
+    def artifact_file(name: str) -> tuple[str, Callable[[], None]] | None:
+        ref = manifest.artifacts.get(name)
+        path = repo.store.local_path(ref.key) if ref is not None else None
+        if ref is None or path is None:
+            return None
+        return path, lambda: repo.check_file(ref, path)
+
     spec = RestoreSpec(
         collection=manifest.collection,
         snapshot=manifest.snapshot,
@@ -85,6 +93,7 @@ def restore(
         index=manifest.index,
         rows=manifest.rows,
         artifact=artifact,
+        artifact_file=artifact_file,
         options={"warn": reporter.warn},
     )
     phases: dict[str, float] = {}

@@ -60,5 +60,9 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are ignored."""
 
+    def local_path(self, key: str) -> str | None:
+        """A local file holding the object, where the store has one (for zero-copy loads)."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -48,6 +48,9 @@ class LocalStore(Store):
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def local_path(self, key: str) -> str | None:
+        return str(self._path(key))
+
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
         tmp = self._stage(path, data)
