@@ -109,6 +109,7 @@ def test_repository_from_environment_and_as_of(world: dict) -> None:
     result = ok_json("restore", f"faiss:{tmp / 'r.faiss'}", "--as-of", "2999-01-01", env=env)
     assert result["snapshot"] == snap["id"]
     fails(run("restore", repo, f"faiss:{tmp / 's.faiss'}", "--as-of", "2000-01-01"), "no snapshot")
+    fails(run("restore", "latest", f"faiss:{tmp / 's.faiss'}", "--as-of", "2999-01-01", env=env), "either")
     assert not (tmp / "s.faiss").exists()
 
 
