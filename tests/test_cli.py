@@ -109,7 +109,9 @@ def test_repository_from_environment_and_as_of(world: dict) -> None:
     result = ok_json("restore", f"faiss:{tmp / 'r.faiss'}", "--as-of", "2999-01-01", env=env)
     assert result["snapshot"] == snap["id"]
     fails(run("restore", repo, f"faiss:{tmp / 's.faiss'}", "--as-of", "2000-01-01"), "no snapshot")
-    fails(run("restore", "latest", f"faiss:{tmp / 's.faiss'}", "--as-of", "2999-01-01", env=env), "either")
+    # With --as-of the arguments are [REPO] TARGET: an explicit first argument is the repository.
+    fails(run("restore", "latest", f"faiss:{tmp / 's.faiss'}", "--as-of", "2999-01-01", env=env), "latest is not")
+    fails(run("restore", repo, "latest", f"faiss:{tmp / 's.faiss'}", "--as-of", "2999-01-01"), "either")
     assert not (tmp / "s.faiss").exists()
 
 
