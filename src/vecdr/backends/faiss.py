@@ -90,8 +90,6 @@ class FaissSource(Source):
         name: str | None = None,
         uri: str | None = None,
     ) -> None:
-        # An index vecdr loaded itself is nobody else's: it can be read without copying.
-        self._owned = isinstance(index, str | os.PathLike)
         if isinstance(index, str | os.PathLike):
             path = Path(index)
             if not path.is_file():
@@ -129,7 +127,9 @@ class FaissSource(Source):
 
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:
         if self._spec["lossless"]:
-            for ids, vectors in fi.iter_vectors(self.index, batch_rows, copy=not self._owned):
+            # Views of the index's memory: FAISS indexes are not safe to change while
+            # being read anyway, and the views die with the snapshot that reads them.
+            for ids, vectors in fi.iter_vectors(self.index, batch_rows, copy=False):
                 yield _table(ids, vectors)
             return
         if self._embeddings is None:

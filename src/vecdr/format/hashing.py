@@ -11,7 +11,7 @@ import pyarrow as pa
 ROW_HASH_BYTES = 16
 
 
-def sha256_hex(data: bytes | memoryview) -> str:
+def sha256_hex(data: bytes | memoryview | pa.Buffer) -> str:
     return hashlib.sha256(data).hexdigest()
 
 

@@ -83,8 +83,8 @@ def row_group_rows(dimension: int) -> int:
     return int(min(65536, max(512, 1 << (rows.bit_length() - 1))))
 
 
-def encode_segment(table: pa.Table) -> bytes:
-    """Serialize a table of the segment schema to Parquet bytes."""
+def encode_segment(table: pa.Table) -> pa.Buffer:
+    """Serialize a table of the segment schema to Parquet (a bytes-like buffer, not copied)."""
     dimension = table.schema.field(VECTOR).type.list_size
     sink = pa.BufferOutputStream()
     pq.write_table(
@@ -97,7 +97,7 @@ def encode_segment(table: pa.Table) -> bytes:
         use_byte_stream_split=[f"{VECTOR}.list.element"],
         write_statistics=[ID],
     )
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
 def decode_segment(data: bytes, name: str = "segment", columns: list[str] | None = None) -> pa.Table:

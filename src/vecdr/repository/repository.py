@@ -108,7 +108,7 @@ class Repository:
 
     # -- objects -----------------------------------------------------------------
 
-    def put(self, kind: str, data: bytes, ext: str) -> tuple[ObjectRef, bool]:
+    def put(self, kind: str, data: bytes | memoryview, ext: str) -> tuple[ObjectRef, bool]:
         """Store an immutable object by content; returns its ref and whether it was new."""
         digest = sha256_hex(data)
         ref = ObjectRef(object_key(kind, digest, ext), digest, len(data))

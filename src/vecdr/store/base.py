@@ -37,7 +37,7 @@ class Store(ABC):
         """Return the object's bytes; :class:`FileNotFoundError` when absent."""
 
     @abstractmethod
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | memoryview) -> None:
         """Put ``data`` under ``key`` durably, replacing what is there."""
 
     @abstractmethod

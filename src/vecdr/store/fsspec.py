@@ -40,8 +40,8 @@ class FsspecStore(Store):
         data: bytes = self.fs.cat_file(self._path(key))
         return data
 
-    def write(self, key: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(key), data)
+    def write(self, key: str, data: bytes | memoryview) -> None:
+        self.fs.pipe_file(self._path(key), data if isinstance(data, bytes) else bytes(data))
 
     def create(self, key: str, data: bytes) -> None:
         if self.protocol == "memory":

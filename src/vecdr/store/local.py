@@ -36,7 +36,7 @@ class LocalStore(Store):
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def _stage(self, path: Path, data: bytes) -> Path:
+    def _stage(self, path: Path, data: bytes | memoryview) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
         with open(tmp, "wb") as f:
@@ -51,7 +51,7 @@ class LocalStore(Store):
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
         tmp = self._stage(path, data)
         os.replace(tmp, path)
