@@ -12,9 +12,10 @@ import pyarrow as pa
 
 from vecdr.errors import IntegrityError
 from vecdr.format.deletions import decode_deletions
+from vecdr.format.hashing import row_hashes
 from vecdr.format.manifest import Manifest, SegmentEntry
 from vecdr.format.rowhashes import encode_row_hashes
-from vecdr.format.segment import decode_segment, encode_segment
+from vecdr.format.segment import decode_segment, encode_segment, vectors_from_arrow
 from vecdr.repository import Repository
 
 #: Raw bytes of rows per new segment.
@@ -43,20 +44,20 @@ class SegmentWriter:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-encode")
         self.workers = workers
         self.pending: list[pa.Table] = []
-        self.pending_hashes: list[np.ndarray] = []
+        self.pending_hashes: list[np.ndarray | None] = []
         self.pending_rows = 0
         self.inflight: deque[Future[tuple[SegmentEntry, int]]] = deque()
         self.done: list[tuple[SegmentEntry, int]] = []
 
-    def add(self, table: pa.Table, hashes: np.ndarray) -> None:
-        """Queue rows with their row hashes."""
+    def add(self, table: pa.Table, hashes: np.ndarray | None) -> None:
+        """Queue rows with their row hashes (``None``: hash them on the pool)."""
         n = table.num_rows
         taken = 0
         while taken < n:
             room = self.rows_per_segment - self.pending_rows
             part = table.slice(taken, min(room, n - taken))
             self.pending.append(part)
-            self.pending_hashes.append(hashes[taken : taken + part.num_rows])
+            self.pending_hashes.append(None if hashes is None else hashes[taken : taken + part.num_rows])
             self.pending_rows += part.num_rows
             taken += part.num_rows
             if self.pending_rows >= self.rows_per_segment:
@@ -66,15 +67,21 @@ class SegmentWriter:
         if not self.pending_rows:
             return
         table = pa.concat_tables(self.pending).cast(self.schema)
-        hashes = np.concatenate(self.pending_hashes)
+        given = [h for h in self.pending_hashes if h is not None]
+        hashes = np.concatenate(given) if len(given) == len(self.pending_hashes) else None
         self.pending, self.pending_hashes, self.pending_rows = [], [], 0
         while len(self.inflight) >= self.workers:
             self.done.append(self.inflight.popleft().result())
         self.inflight.append(self.pool.submit(self._write, table, hashes))
 
-    def _write(self, table: pa.Table, hashes: np.ndarray) -> tuple[SegmentEntry, int]:
+    def _write(self, table: pa.Table, hashes: np.ndarray | None) -> tuple[SegmentEntry, int]:
         ref, new = self.repo.put("segments", encode_segment(table), "parquet")
-        sidecar = encode_row_hashes(table.column("id").combine_chunks(), hashes)
+        ids = table.column("id").combine_chunks()
+        if hashes is None:
+            dimension = self.schema.field("vector").type.list_size
+            attrs = table.drop_columns(["id", "vector"]) if table.num_columns > 2 else None
+            hashes = row_hashes(ids, vectors_from_arrow(table.column("vector"), dimension), attrs)
+        sidecar = encode_row_hashes(ids, hashes)
         href, hnew = self.repo.put("artifacts", sidecar, "hashes.parquet")
         written = (ref.size if new else 0) + (href.size if hnew else 0)
         return SegmentEntry(object=ref, rows=table.num_rows, live=table.num_rows, hashes=href), written
@@ -104,7 +111,7 @@ def dead_mask(repo: Repository, entry: SegmentEntry) -> np.ndarray | None:
 
 
 def _load_live(repo: Repository, entry: SegmentEntry, columns: list[str] | None) -> pa.Table:
-    table = decode_segment(repo.get(entry.object), entry.object.key, columns=columns)
+    table = decode_segment(repo.get_buffer(entry.object), entry.object.key, columns=columns)
     if table.num_rows != entry.rows:
         raise IntegrityError(
             f"{entry.object.key}: {table.num_rows} rows, manifest says {entry.rows}",

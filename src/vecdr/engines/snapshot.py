@@ -185,6 +185,12 @@ class _Snapshotter:
     def upsert(self, batch: pa.Table) -> None:
         """Rows present in the source now: write those that are new or changed."""
         vectors = _check_batch(batch, self.info, self.allow_nonfinite)
+        if not len(self.prev_rows):
+            # Nothing to compare with: every row is new, and the encoding threads hash them.
+            self.added += batch.num_rows
+            self.writer.add(batch, None)
+            self.reporter.advance(batch.num_rows)
+            return
         ids = batch.column("id").combine_chunks().cast(id_type(self.info.id_type))
         attrs = batch.select([f.name for f in self.info.attributes]) if self.info.attributes else None
         hashes = row_hashes(ids, vectors, attrs)

@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pyarrow as pa
+
 from vecdr.errors import (
     IntegrityError,
     NotARepositoryError,
@@ -123,6 +125,22 @@ class Repository:
             data = self.store.read(ref.key)
         except FileNotFoundError:
             raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
+        self._check(ref, data)
+        return data
+
+    def get_buffer(self, ref: ObjectRef) -> bytes | pa.Buffer:
+        """Like :meth:`get`, but maps a local file instead of copying it into memory."""
+        path = self.store.local_path(ref.key)
+        if path is None:
+            return self.get(ref)
+        try:
+            data = pa.memory_map(path).read_buffer()
+        except FileNotFoundError:
+            raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
+        self._check(ref, data)
+        return data
+
+    def _check(self, ref: ObjectRef, data: bytes | pa.Buffer) -> None:
         if len(data) != ref.size:
             raise IntegrityError(
                 f"{ref.key}: size {len(data)} bytes, expected {ref.size} (truncated or replaced)",
@@ -130,7 +148,6 @@ class Repository:
             )
         if sha256_hex(data) != ref.sha256:
             raise IntegrityError(f"{ref.key}: sha256 mismatch (corrupted)", path=ref.key)
-        return data
 
     def check_file(self, ref: ObjectRef, path: str) -> None:
         """Hash a local copy of ``ref`` in chunks; :class:`IntegrityError` if it is off."""
