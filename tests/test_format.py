@@ -434,3 +434,12 @@ def test_manifest_missing_a_field_is_an_integrity_error() -> None:
 def test_object_refs_round_trip(snapshot: str) -> None:
     ref = ObjectRef(f"manifests/{snapshot}.json", snapshot * 2, 123)
     assert ObjectRef.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
+
+
+@given(n=st.integers(2, 300), d=st.integers(1, 16), start=st.integers(0, 299), data=st.data())
+def test_vectors_of_a_slice_are_only_the_slice(n: int, d: int, start: int, data: st.DataObject) -> None:
+    start = min(start, n - 1)
+    length = data.draw(st.integers(1, n - start))
+    x = np.arange(n * d, dtype=np.float32).reshape(n, d)
+    column = pa.chunked_array([vectors_to_arrow(x)]).slice(start, length)
+    assert np.array_equal(vectors_from_arrow(column, d), x[start : start + length])

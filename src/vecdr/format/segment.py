@@ -72,7 +72,7 @@ def vectors_from_arrow(column: pa.ChunkedArray | pa.Array, dimension: int) -> np
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     parts = []
     for chunk in chunks:
-        flat = chunk.flatten() if chunk.offset else chunk.values
+        flat = chunk.flatten()  # respects the chunk's offset and length (a slice's .values does not)
         parts.append(flat.to_numpy(zero_copy_only=False).reshape(-1, dimension))
     if not parts:
         return np.empty((0, dimension), dtype=np.float32)
