@@ -80,7 +80,7 @@ class SegmentWriter:
         if hashes is None:
             dimension = self.schema.field("vector").type.list_size
             attrs = table.drop_columns(["id", "vector"]) if table.num_columns > 2 else None
-            hashes = row_hashes(ids, vectors_from_arrow(table.column("vector"), dimension), attrs)
+            hashes = row_hashes(vectors_from_arrow(table.column("vector"), dimension), attrs)
         sidecar = encode_row_hashes(ids, hashes)
         href, hnew = self.repo.put("artifacts", sidecar, "hashes.parquet")
         written = (ref.size if new else 0) + (href.size if hnew else 0)

@@ -193,7 +193,7 @@ class _Snapshotter:
             return
         ids = batch.column("id").combine_chunks().cast(id_type(self.info.id_type))
         attrs = batch.select([f.name for f in self.info.attributes]) if self.info.attributes else None
-        hashes = row_hashes(ids, vectors, attrs)
+        hashes = row_hashes(vectors, attrs)
         pos = self.prev_rows.find(ids)
         known = pos >= 0
         same = np.zeros(len(ids), dtype=bool)

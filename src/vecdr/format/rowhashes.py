@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vecdr.errors import IntegrityError
-from vecdr.format.hashing import ROW_HASH_BYTES
+from vecdr.format.hashing import ROW_HASH, ROW_HASH_BYTES
 
 
 def encode_row_hashes(ids: pa.Array, hashes: np.ndarray) -> bytes:
@@ -23,9 +23,9 @@ def encode_row_hashes(ids: pa.Array, hashes: np.ndarray) -> bytes:
     column = pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(ROW_HASH_BYTES), n, [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
     )
+    table = pa.table({"id": ids, "hash": column}).replace_schema_metadata({"vecdr.row_hash": ROW_HASH})
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.table({"id": ids, "hash": column}), sink, compression="zstd",
-                   use_dictionary=False)
+    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
     return sink.getvalue().to_pybytes()
 
 
@@ -33,6 +33,9 @@ def decode_row_hashes(data: bytes, name: str = "row hashes") -> tuple[pa.Array, 
     """The ids and ``(n, 16)`` uint8 hashes of a sidecar."""
     try:
         table = pq.read_table(pa.BufferReader(data))
+        algorithm = (table.schema.metadata or {}).get(b"vecdr.row_hash", b"").decode()
+        if algorithm != ROW_HASH:
+            raise ValueError(f"row hash {algorithm or 'unknown'!r}, this vecdr uses {ROW_HASH!r}")
         hashes = table.column("hash").combine_chunks()
         raw = np.frombuffer(hashes.buffers()[1], dtype=np.uint8)
         start = hashes.offset * ROW_HASH_BYTES

@@ -94,7 +94,7 @@ def encode_segment(table: pa.Table) -> pa.Buffer:
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
         row_group_size=row_group_rows(dimension),
-        use_dictionary=[name for name in table.column_names if name != VECTOR],
+        use_dictionary=[name for name in table.column_names if name not in RESERVED],
         use_byte_stream_split=[f"{VECTOR}.list.element"],
         write_statistics=[ID],
     )
