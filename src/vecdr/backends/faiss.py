@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from vecdr.backends import faiss_index as fi
 from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
 from vecdr.backends.journal import Journal
+from vecdr.durable import publish
 from vecdr.errors import (
     DimensionMismatchError,
     LossyIndexError,
@@ -267,14 +268,7 @@ def write_index_atomic(index: faiss.Index | bytes, path: Path) -> None:
                 f.write(index)
         else:
             faiss.write_index(index, str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vecdr.durable import fsync_dir, publish
+
 UPSERT = 1
 DELETE = 2
 _HEAD = struct.Struct("<BII")  # op, rows, dimension
@@ -44,14 +46,6 @@ class JournalState:
     upsert_vectors: np.ndarray
     delete_ids: np.ndarray
     upto: int  # logs numbered below this are covered
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Journal:
@@ -85,12 +79,8 @@ class Journal:
 
     def _write_base(self, base: str | None, first: int) -> None:
         tmp = self.path / "BASE.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"base": base, "first": first}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / "BASE")
-        _fsync_dir(self.path)
+        tmp.write_text(json.dumps({"base": base, "first": first}))
+        publish(tmp, self.path / "BASE")
 
     def _logs(self) -> list[int]:
         return sorted(int(p.stem) for p in self.path.glob("*.log") if p.stem.isdigit())
@@ -120,7 +110,7 @@ class Journal:
                 f.flush()
                 os.fsync(f.fileno())
             if new:
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Record that ``ids`` now hold ``vectors`` (inserted or overwritten)."""
@@ -162,7 +152,7 @@ class Journal:
             upto = (logs[-1] + 1) if logs else first
             # Later appends go to a new log, so the logs read here stay as they are.
             self._log(upto).touch()
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         ids_parts: list[np.ndarray] = []
         ops_parts: list[np.ndarray] = []
         vec_parts: list[np.ndarray] = []

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecdr.backends.base import RestoreSpec, Source, SourceInfo, Target
+from vecdr.durable import publish
 from vecdr.errors import SchemaError, SourceError, TargetExistsError
 from vecdr.format.segment import ID, VECTOR, id_kind, segment_schema, vector_type
 
@@ -128,9 +129,7 @@ class ParquetTarget(Target):
     def finish(self) -> dict[str, float]:
         assert self.writer is not None
         self.writer.close()
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
+        publish(self.tmp, self.path)
         return {}
 
     def abort(self) -> None:

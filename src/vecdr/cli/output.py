@@ -17,6 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from vecdr.progress import NullReporter
+
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
 
@@ -58,17 +60,8 @@ class RichReporter:
         warn(message)
 
 
-class QuietReporter:
+class QuietReporter(NullReporter):
     """No progress; warnings still reach stderr as one line each."""
-
-    def start(self, phase: str, total: int | None = None, unit: str = "rows") -> None:
-        pass
-
-    def advance(self, amount: int = 1) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
     def warn(self, message: str) -> None:
         warn(message)

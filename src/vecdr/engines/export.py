@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vecdr.backends.parquet import ParquetTarget
+from vecdr.durable import publish
 from vecdr.engines.restore import RestoreResult, open_snapshot, restore
 from vecdr.engines.segments import iter_live
 from vecdr.errors import TargetExistsError
@@ -67,7 +68,7 @@ def export(
     tmp_ids = ids_path.with_name(f".{ids_path.name}.vecdr-tmp")
     with open(tmp_ids, "wb") as f:
         np.save(f, all_ids)
-    os.replace(tmp_ids, ids_path)
-    os.replace(path.with_name(f".{path.name}.vecdr-tmp"), path)
+    publish(tmp_ids, ids_path)
+    publish(path.with_name(f".{path.name}.vecdr-tmp"), path)
     return {"snapshot": manifest.snapshot, "rows": manifest.rows, "path": str(path),
             "ids_path": str(ids_path), "format": "npy", "seconds": round(time.perf_counter() - started, 6)}

@@ -7,15 +7,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from vecdr.durable import fsync_dir
 from vecdr.store.base import Store
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(Store):
@@ -55,7 +48,7 @@ class LocalStore(Store):
         path = self._path(key)
         tmp = self._stage(path, data)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def create(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -64,7 +57,7 @@ class LocalStore(Store):
             os.link(tmp, path)
         finally:
             tmp.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
