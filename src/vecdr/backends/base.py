@@ -93,7 +93,7 @@ class RestoreSpec:
 
 
 class Target(ABC):
-    """Somewhere to restore into. ``begin`` → ``write``* → ``finish``, or ``abort``."""
+    """Somewhere to restore into. ``begin`` → [``train``] → ``write``* → ``finish``, or ``abort``."""
 
     backend: str = ""
 
@@ -106,6 +106,13 @@ class Target(ABC):
     @abstractmethod
     def begin(self, spec: RestoreSpec, force: bool = False) -> bool:
         """Prepare; return True when the target is already complete (a native fast path)."""
+
+    def training_rows(self) -> int:
+        """How many sample rows to :meth:`train` on before the rows stream in (0: none)."""
+        return 0
+
+    def train(self, sample: pa.Table) -> None:
+        """Train on a uniform random sample of the snapshot's rows."""
 
     @abstractmethod
     def write(self, rows: pa.Table) -> None: ...

@@ -34,6 +34,9 @@ from vecdr.errors import (
 )
 from vecdr.format.segment import vectors_from_arrow, vectors_to_arrow
 
+#: Fewest sample rows an index that needs training is trained on (when the snapshot has them).
+TRAIN_SAMPLE_MIN = 65536
+
 #: Rows per FAISS add call when streaming (IVF, IDMap over Flat).
 ADD_BATCH_ROWS = 32768
 
@@ -366,7 +369,7 @@ class FaissTarget(Target):
                 else:
                     index = faiss.IndexIDMap2(index)
         self.index = index
-        if self._needs_training or self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
+        if self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
             self._ids = np.empty(spec.rows, np.int64)
             self._vectors = np.empty((spec.rows, spec.dimension), np.float32)
         return False
@@ -434,6 +437,20 @@ class FaissTarget(Target):
         self._vectors[at : at + n] = vectors
         self._filled += n
 
+    def training_rows(self) -> int:
+        if not self._needs_training:
+            return 0
+        ivf = fi._ivf(fi.unwrap(self.index)[0]) if self.index is not None else None
+        # As many points as FAISS's own k-means would keep (256 per centroid), and
+        # enough for 256-centroid PQ/SQ codebooks.
+        wanted = max(TRAIN_SAMPLE_MIN, 256 * ivf.nlist if ivf is not None else 0)
+        return int(min(self.spec.rows, wanted))
+
+    def train(self, sample: pa.Table) -> None:
+        assert self.index is not None
+        self.index.train(vectors_from_arrow(sample.column("vector"), self.spec.dimension))
+        self._needs_training = False
+
     def _flush_pending(self) -> None:
         if not self._pending:
             return
@@ -465,10 +482,6 @@ class FaissTarget(Target):
                     ids, vectors = ids[order], vectors[order]
                 if self._plain and not np.array_equal(ids, np.arange(len(ids))):
                     raise TargetError("ids of an index without an id map must be 0…n-1")
-                if self._needs_training:
-                    started = time.perf_counter()
-                    self.index.train(vectors)
-                    self.phases["train"] = time.perf_counter() - started
                 self._add(ids, vectors)
                 self._ids = self._vectors = None
             if self.index.ntotal != self.spec.rows:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from vecdr.backends.base import RestoreSpec, Target
-from vecdr.engines.segments import iter_live
+from vecdr.engines.segments import iter_live, sample_live
 from vecdr.errors import IntegrityError, SnapshotNotFoundError, VecdrError
 from vecdr.format.manifest import Manifest
 from vecdr.progress import NULL, Reporter
@@ -101,6 +101,16 @@ def restore(
         t0 = time.perf_counter()
         native = target.begin(spec, force=force)
         phases["prepare"] = time.perf_counter() - t0
+        if not native and (sample_rows := target.training_rows()):
+            # A separate sampling pass keeps memory bounded by the sample, not the snapshot.
+            t0 = time.perf_counter()
+            reporter.start("sample for training", manifest.rows)
+            sample = sample_live(repo, manifest, sample_rows, workers=workers)
+            reporter.finish()
+            phases["sample"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            target.train(sample)
+            phases["train"] = time.perf_counter() - t0
         if not native:
             reporter.start("restore", manifest.rows)
             t0 = time.perf_counter()

@@ -129,6 +129,25 @@ def _load_live(repo: Repository, entry: SegmentEntry, columns: list[str] | None)
     return table
 
 
+def sample_live(
+    repo: Repository, manifest: Manifest, rows: int, seed: int = 0, workers: int | None = None
+) -> pa.Table:
+    """A uniform random sample of ``rows`` live rows (all of them if there are fewer)."""
+    total = manifest.rows
+    if rows >= total:
+        wanted = np.arange(total)
+    else:
+        wanted = np.sort(np.random.default_rng(seed).choice(total, rows, replace=False))
+    parts, start = [], 0
+    for table in iter_live(repo, manifest, workers):
+        end = start + table.num_rows
+        lo, hi = np.searchsorted(wanted, [start, end])
+        if hi > lo:
+            parts.append(table.take(pa.array(wanted[lo:hi] - start)))
+        start = end
+    return pa.concat_tables(parts) if parts else pa.table({})
+
+
 def iter_live(
     repo: Repository,
     manifest: Manifest,
