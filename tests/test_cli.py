@@ -143,6 +143,10 @@ def test_errors_are_one_line_and_leave_the_repository_alone(world: dict) -> None
     assert (tmp / "taken.faiss").read_bytes() == b"precious"
     fails(run("restore", repo, "latest"), "Missing argument")
     fails(run("verify", repo, "--no-such-flag"), "No such option")
+    bogus_mode = run("snapshot", repo, source, "--mode", "sideways")
+    fails(bogus_mode, "mode must be one of")
+    assert bogus_mode.returncode == 2
+    fails(run("restore", f"faiss:{tmp / 'y.faiss'}", "--as-of", "2999-01-01"), "missing argument REPO")
 
     assert sorted(p.relative_to(repo) for p in Path(repo).rglob("*")) == before
     forced = ok_json("restore", repo, "latest", f"faiss:{tmp / 'taken.faiss'}", "--force")

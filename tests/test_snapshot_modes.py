@@ -104,3 +104,24 @@ def test_listing_an_unknown_collection_is_an_error(repo: vecdr.Repository, tmp_p
 def test_embeddings_are_refused_for_a_non_faiss_source(repo: vecdr.Repository, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="FAISS"):
         vecdr.snapshot(repo, f"parquet:{tmp_path / 'x.parquet'}", embeddings=vectors(3, 1))
+
+
+def test_an_untrained_index_refuses_additions_before_journaling(tmp_path: Path) -> None:
+    ivf = TrackedIndex(faiss.index_factory(D, "IVF4,Flat"), tmp_path / "journal")
+    with pytest.raises(SourceError, match="not trained"):
+        ivf.add_with_ids(vectors(20, 1), np.arange(20))
+    assert len(Journal(tmp_path / "journal").read().upsert_ids) == 0
+
+
+def test_a_damaged_latest_manifest_does_not_stop_new_backups(repo: vecdr.Repository, tmp_path: Path) -> None:
+    index, _ = tracked_flat(tmp_path)
+    first = vecdr.snapshot(repo, index)
+    index.add_with_ids(vectors(5, 9), np.arange(900, 905))
+    second = vecdr.snapshot(repo, index)
+    manifest = Path(repo.store.local_path(f"manifests/{second.snapshot}.json"))
+    manifest.write_bytes(manifest.read_bytes().replace(b'"rows"', b'"rowz"', 1))
+    index.add_with_ids(vectors(2, 10), np.arange(950, 952))
+    with pytest.warns(UserWarning, match=f"cannot use snapshot {second.snapshot}"):
+        third = vecdr.snapshot(repo, index)
+    assert third.parent == first.snapshot and third.mode == "diff" and third.added == 7
+    assert_same_rows(faiss_rows(vecdr.restore_index(repo, third.snapshot)), faiss_rows(index.index))

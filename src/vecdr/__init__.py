@@ -91,7 +91,11 @@ def snapshot(
 
 def snapshots(repo: RepoLike, collection: str | None = None) -> list[dict[str, Any]]:
     """Committed snapshots, oldest first."""
-    commits = open_repository(repo).commits()
+    import warnings
+
+    commits = open_repository(repo).commits(
+        lambda exc: warnings.warn(f"skipping unreadable commit record: {exc}", stacklevel=3)
+    )
     if collection is not None:
         pick_collection(commits, collection)  # an unknown collection is an error, not an empty list
     out = []

@@ -227,6 +227,9 @@ class TrackedIndex:
         return int(self.index.ntotal)
 
     def _check(self, x: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Refuse, before anything is journaled, what the index would refuse."""
+        if not self.index.is_trained:
+            raise SourceError("the index is not trained yet: train it before adding vectors")
         x = np.ascontiguousarray(x, dtype=np.float32)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if x.ndim != 2 or x.shape[1] != self.d:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated, Any
 
 import typer
@@ -53,13 +54,15 @@ class RepoCommand(TyperCommand):
             wanted = sum(1 for p in self.params if getattr(p, "param_type_name", "") == "argument")
             positions = self._positions(args)
             as_of = any(a == "--as-of" or a.startswith("--as-of=") for a in args)
+            env = os.environ.get(REPO_ENV)
             if self.name == "restore" and as_of and positions:
                 # --as-of stands for SNAPSHOT: the arguments are [REPO] TARGET.
                 if len(positions) >= wanted:
                     raise UsageError("give either a SNAPSHOT or --as-of, not both")
+                if len(positions) == 1 and not env:
+                    raise UsageError(f"missing argument REPO (or set {REPO_ENV})")
                 args.insert(positions[-1], "latest")
                 positions = self._positions(args)
-            env = os.environ.get(REPO_ENV)
             if env and len(positions) == wanted - 1:
                 args.insert(positions[0] if positions else len(args), env)
         return super().parse_args(ctx, args)
@@ -156,7 +159,8 @@ def snapshots_cmd(repo: Repo, collection: Collection = None, as_json: Json = Fal
 @command("show")
 def show_cmd(repo: Repo, snapshot: SnapshotRef, collection: Collection = None, as_json: Json = False) -> None:
     """Show one snapshot's manifest."""
-    m = vecdr.engines.open_snapshot(vecdr.open_repository(repo), snapshot, collection)
+    m = vecdr.engines.open_snapshot(vecdr.open_repository(repo), snapshot, collection,
+                                    reporter=output.reporter(True))
     doc = {
         "id": m.snapshot, "collection": m.collection, "created_at": m.created_at,
         "parent": m.parent, "tags": list(m.tags), "rows": m.rows, "dimension": m.dimension,
@@ -242,10 +246,15 @@ def export_cmd(
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one line on stderr."""
+    # Warnings (from vecdr or a library) become one line each on stderr.
+    warnings.showwarning = lambda message, *args, **kwargs: output.warn(str(message))
     try:
         # Without standalone mode the parser returns an Exit's code instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="vecdr")
         return code if isinstance(code, int) else 0
+    except UsageError as exc:
+        output.error(str(exc))
+        return 2
     except VecdrError as exc:
         output.error(str(exc))
         return 1

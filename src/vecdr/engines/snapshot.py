@@ -320,7 +320,15 @@ def snapshot(
     tags = tuple(tags)
     commits = repo.commits(lambda exc: reporter.warn(f"skipping unreadable commit record: {exc}"))
     previous = [c for c in commits if c.collection == name]
-    prev = repo.load_manifest(previous[-1]) if previous else None
+    prev = None
+    for commit in reversed(previous):
+        # A damaged record or manifest must not stop new backups: base on the newest
+        # snapshot that loads (every manifest is complete, so any base is correct).
+        try:
+            prev = repo.load_manifest(commit)
+            break
+        except IntegrityError as exc:
+            reporter.warn(f"cannot use snapshot {commit.snapshot} as a base: {exc}")
     if prev is not None:
         if prev.dimension != info.dimension:
             raise DimensionMismatchError(
@@ -340,7 +348,14 @@ def snapshot(
     # after the commit it can be trimmed up to here whatever mode ran.
     journal: ChangeSet | None = source.changes()
     base = prev.snapshot if use_prev and prev is not None else None
-    tracked = mode != "diff" and journal is not None and base is not None and journal.base == base
+    continues = journal is not None and base is not None and journal.base == base
+    tracked = mode != "diff" and continues
+    if mode == "tracked" and not continues:
+        reporter.warn(
+            "the source's change journal does not continue the latest snapshot; comparing every row"
+            if journal is not None
+            else "the source keeps no change journal; comparing every row"
+        )
     if tracked and journal is not None and info.rows is not None:
         # The journal must account for exactly the rows the source holds; if it does
         # not, some change bypassed it, and only a full comparison is safe.
@@ -352,12 +367,6 @@ def snapshot(
                 f"holds {info.rows}; comparing every row instead"
             )
             tracked = False
-    if mode == "tracked" and not tracked:
-        reporter.warn(
-            "the source's change journal does not continue the latest snapshot; comparing every row"
-            if journal is not None
-            else "the source keeps no change journal; comparing every row"
-        )
     run_mode = "tracked" if tracked else ("diff" if use_prev else "full")
 
     job = _Snapshotter(
