@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import cache
 from importlib.metadata import version
 
 import numpy as np
@@ -37,6 +39,11 @@ from vecdr.repository import Repository, utcnow
 
 SCAN_BATCH_ROWS = 65536
 MODES = ("auto", "full", "diff", "tracked")
+
+
+@cache
+def _vecdr_version() -> str:
+    return version("vecdr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,34 +126,32 @@ class LiveRows:
         return np.where(keys[at] == want, order[at], -1).astype(np.int64)
 
 
+def _segment_rows(repo: Repository, entry: SegmentEntry) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(ids, positions, hashes) of one segment's live rows, from its sidecar."""
+    ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
+    if len(ids) != entry.rows:
+        raise IntegrityError(
+            f"{entry.hashes.key}: {len(ids)} rows, segment has {entry.rows}", path=entry.hashes.key
+        )
+    positions = np.arange(entry.rows, dtype=np.int32)
+    dead = dead_mask(repo, entry)
+    if dead is not None:
+        positions, ids, hashes = positions[~dead], ids.filter(pa.array(~dead)), hashes[~dead]
+    return ids, positions, hashes
+
+
 def live_rows(repo: Repository, manifest: Manifest | None, ids: pa.DataType) -> LiveRows:
-    """Read the live rows of ``manifest`` from its segments' row-hash sidecars."""
-    parts_ids: list[pa.Array] = [pa.array([], type=ids)]
-    parts_seg: list[np.ndarray] = [np.empty(0, np.int32)]
-    parts_row: list[np.ndarray] = [np.empty(0, np.int32)]
-    parts_hash: list[np.ndarray] = [np.empty((0, ROW_HASH_BYTES), np.uint8)]
-    for i, entry in enumerate(manifest.segments if manifest else ()):
-        seg_ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
-        if len(seg_ids) != entry.rows:
-            raise IntegrityError(
-                f"{entry.hashes.key}: {len(seg_ids)} rows, segment has {entry.rows}",
-                path=entry.hashes.key,
-            )
-        positions = np.arange(entry.rows, dtype=np.int32)
-        dead = dead_mask(repo, entry)
-        if dead is not None:
-            positions = positions[~dead]
-            seg_ids = seg_ids.filter(pa.array(~dead))
-            hashes = hashes[~dead]
-        parts_ids.append(seg_ids.cast(ids))
-        parts_seg.append(np.full(len(positions), i, np.int32))
-        parts_row.append(positions)
-        parts_hash.append(hashes)
+    """Read the live rows of ``manifest`` from its segments' row-hash sidecars (in parallel)."""
+    segments = manifest.segments if manifest else ()
+    with ThreadPoolExecutor(max_workers=default_workers(), thread_name_prefix="vecdr-rows") as pool:
+        parts = list(pool.map(lambda entry: _segment_rows(repo, entry), segments))
     return LiveRows(
-        ids=pa.concat_arrays(parts_ids),
-        segment=np.concatenate(parts_seg),
-        row=np.concatenate(parts_row),
-        hash=np.concatenate(parts_hash),
+        ids=pa.concat_arrays([pa.array([], type=ids)] + [p[0].cast(ids) for p in parts]),
+        segment=np.concatenate(
+            [np.empty(0, np.int32)] + [np.full(len(p[1]), i, np.int32) for i, p in enumerate(parts)]
+        ),
+        row=np.concatenate([np.empty(0, np.int32)] + [p[1] for p in parts]),
+        hash=np.concatenate([np.empty((0, ROW_HASH_BYTES), np.uint8)] + [p[2] for p in parts]),
     )
 
 
@@ -267,7 +272,7 @@ class _Snapshotter:
             parent=self.parent,
             tags=tags,
             source={"backend": self.source.backend, "uri": self.source.uri},
-            software={"vecdr": version("vecdr"), "pyarrow": pa.__version__, **self.info.software},
+            software={"vecdr": _vecdr_version(), "pyarrow": pa.__version__, **self.info.software},
             stats={
                 "mode": mode,
                 "rows": sum(e.live for e in segments),

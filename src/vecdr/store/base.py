@@ -38,7 +38,10 @@ class Store(ABC):
 
     @abstractmethod
     def write(self, key: str, data: bytes | memoryview) -> None:
-        """Put ``data`` under ``key`` durably, replacing what is there."""
+        """Put ``data`` under ``key``, replacing what is there; durable after :meth:`flush`."""
+
+    def flush(self) -> None:
+        """Make every :meth:`write` so far durable (a no-op where writes already are)."""
 
     @abstractmethod
     def create(self, key: str, data: bytes) -> None:
