@@ -80,12 +80,6 @@ class WrappedStore(Store):
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def local_path(self, key: str) -> str | None:
-        return self.inner.local_path(key)
-
 
 def wrapped(repo: vecdr.Repository, store: Store) -> vecdr.Repository:
     return Repository(store, repo.config)

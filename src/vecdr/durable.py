@@ -15,14 +15,10 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str], sync_folder: bool = True) -> None:
+def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     """Give a fully written temp file its final name: the name then holds the old file
-    or the complete new one, never a partial one, also across a crash.
-
-    ``sync_folder=False`` leaves the folder's fsync to the caller (one per folder
-    after many publishes)."""
+    or the complete new one, never a partial one, also across a crash."""
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    if sync_folder:
-        fsync_dir(Path(path).parent)
+    fsync_dir(Path(path).parent)

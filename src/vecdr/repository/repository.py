@@ -165,12 +165,9 @@ class Repository:
     # -- manifests and commits ---------------------------------------------------
 
     def put_manifest(self, manifest: Manifest) -> ObjectRef:
-        """Store a manifest durably, after every object written before it."""
         data = manifest.to_bytes()
         ref = ObjectRef(f"manifests/{manifest.snapshot}.json", sha256_hex(data), len(data))
-        self.store.flush()  # segments and artifacts are durable before the manifest names them
         self.store.write(ref.key, data)
-        self.store.flush()  # and the manifest before the commit record names it
         return ref
 
     def load_manifest(self, commit: CommitRecord) -> Manifest:

@@ -38,10 +38,7 @@ class Store(ABC):
 
     @abstractmethod
     def write(self, key: str, data: bytes | memoryview) -> None:
-        """Put ``data`` under ``key``, replacing what is there; durable after :meth:`flush`."""
-
-    def flush(self) -> None:
-        """Make every :meth:`write` so far durable (a no-op where writes already are)."""
+        """Put ``data`` under ``key`` durably, replacing what is there."""
 
     @abstractmethod
     def create(self, key: str, data: bytes) -> None:

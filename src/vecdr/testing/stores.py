@@ -180,33 +180,3 @@ class StoreTests:
         store.delete("objects/never-written")
         store.delete("no/such/folder/key")
         assert list(store.list()) == []
-
-    def test_written_objects_are_readable_before_and_after_flush(self, store: Store) -> None:
-        store.write("segments/ab/one", b"first")
-        assert store.read("segments/ab/one") == b"first"
-        assert store.exists("segments/ab/one") and store.size("segments/ab/one") == 5
-        assert list(store.list("segments")) == ["segments/ab/one"]
-        store.flush()
-        assert store.read("segments/ab/one") == b"first"
-        assert list(store.list("segments")) == ["segments/ab/one"]
-
-    def test_flush_publishes_for_every_other_reader(self, store: Store) -> None:
-        from vecdr.store import open_store
-
-        store.write("manifests/m.json", b"{}")
-        store.flush()
-        other = open_store(store.url)
-        assert other.read("manifests/m.json") == b"{}"
-        assert list(other.list("manifests")) == ["manifests/m.json"]
-
-    def test_flush_from_many_threads_publishes_everything(self, store: Store) -> None:
-        from vecdr.store import open_store
-
-        def work(i: int) -> None:
-            store.write(f"artifacts/{i:02d}/x", bytes([i]) * 10)
-            store.flush()
-            assert open_store(store.url).read(f"artifacts/{i:02d}/x") == bytes([i]) * 10
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(work, range(32)))
-        assert len(list(open_store(store.url).list("artifacts"))) == 32
