@@ -305,9 +305,10 @@ class FaissTarget(Target):
         self.phases: dict[str, float] = {}
         self._needs_training = False
         self._plain = False  # ids are positions: rows must be added in id order
-        # Rows are collected and added in one call when the index must be trained
-        # first, when ids are positions, and for HNSW, whose graph then comes out
-        # exactly as a one-call build of the same rows in the same order would.
+        # Streamed rows wait in _pending until a batch is full. All rows are collected
+        # instead (_ids, _vectors) and added in one call when ids are positions, and
+        # for HNSW, whose graph then comes out exactly as a one-call build of the
+        # same rows in the same order would.
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self._ids: np.ndarray | None = None
