@@ -189,3 +189,9 @@ def test_no_progress_output_when_not_a_terminal(world: dict) -> None:
     assert proc.returncode == 0
     assert proc.stderr == ""
     assert proc.stdout.startswith("snapshot ")
+
+
+def test_unknown_uri_option_is_a_usage_error(world: dict) -> None:
+    proc = run("snapshot", world["repo"], f"{world['source']}?embedings=x.npy")
+    fails(proc, "take no option embedings", "embeddings")
+    assert proc.returncode == 2

@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 from urllib.parse import parse_qsl
 
 from vecdr.backends.base import Source, Target
-from vecdr.errors import BackendUnavailableError, UnknownSchemeError
+from vecdr.errors import BackendUnavailableError, UnknownSchemeError, UsageError
 
 #: scheme -> (module, source class, target class, extra to install, import name)
 KNOWN: dict[str, tuple[str, str, str, str, str]] = {
@@ -45,15 +46,26 @@ def _load(scheme: str) -> Any:
     return importlib.import_module(module)
 
 
-def open_source(uri: str, **options: Any) -> Source:
+def _open(uri: str, role: int, options: dict[str, Any]) -> Any:
     scheme, path, query = split_uri(uri)
-    cls = getattr(_load(scheme), KNOWN[scheme][1])
-    source: Source = cls(path, uri=uri.split("?", 1)[0], **{**query, **options})
+    cls = getattr(_load(scheme), KNOWN[scheme][role])
+    given = {**query, **options}
+    # Every parameter after (self, path) but uri is an option.
+    accepted = set(list(inspect.signature(cls.__init__).parameters)[2:]) - {"uri"}
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        raise UsageError(
+            f"{scheme} {'sources' if role == 1 else 'targets'} take no option {', '.join(unknown)} "
+            f"(they take: {', '.join(sorted(accepted)) or 'none'})"
+        )
+    return cls(path, uri=uri.split("?", 1)[0], **given)
+
+
+def open_source(uri: str, **options: Any) -> Source:
+    source: Source = _open(uri, 1, options)
     return source
 
 
 def open_target(uri: str, **options: Any) -> Target:
-    scheme, path, query = split_uri(uri)
-    cls = getattr(_load(scheme), KNOWN[scheme][2])
-    target: Target = cls(path, uri=uri.split("?", 1)[0], **{**query, **options})
+    target: Target = _open(uri, 2, options)
     return target
