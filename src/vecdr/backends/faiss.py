@@ -401,25 +401,32 @@ class FaissTarget(Target):
             except RuntimeError:
                 index = None
             verified.result()  # an IntegrityError here discards whatever was loaded
+        if not self._native_usable(index, spec):
+            return False
+        self.index = index
+        return True
+
+    def _use_blob(self, blob: bytes, spec: RestoreSpec) -> bool:
+        if self.path is not None:  # written out as it is: its bytes are already hash-checked
+            self.blob = blob
+            return True
+        try:
+            index = fi.deserialize(blob)
+        except RuntimeError:
+            index = None
+        if not self._native_usable(index, spec):
+            return False
+        self.index, self.blob = index, blob
+        return True
+
+    def _native_usable(self, index: faiss.Index | None, spec: RestoreSpec) -> bool:
+        """Whether a loaded native index can serve as the restore; warns why not."""
         if index is None:
             self._warn("the native index blob does not load in this faiss; rebuilding")
             return False
         if index.ntotal != spec.rows or index.d != spec.dimension:
             self._warn("the native index blob does not match the snapshot; rebuilding")
             return False
-        self.index = index
-        return True
-
-    def _use_blob(self, blob: bytes, spec: RestoreSpec) -> bool:
-        try:
-            index = fi.deserialize(blob) if self.path is None else None
-        except RuntimeError:
-            self._warn("the native index blob does not load in this faiss; rebuilding")
-            return False
-        if index is not None and (index.ntotal != spec.rows or index.d != spec.dimension):
-            self._warn("the native index blob does not match the snapshot; rebuilding")
-            return False
-        self.index, self.blob = index, blob
         return True
 
     def write(self, rows: pa.Table) -> None:

@@ -82,7 +82,7 @@ def restore(
         path = repo.store.local_path(ref.key) if ref is not None else None
         if ref is None or path is None:
             return None
-        return path, lambda: repo.check_file(ref, path)
+        return path, lambda: repo.get_buffer(ref)  # maps and hash-checks the same file
 
     spec = RestoreSpec(
         collection=manifest.collection,

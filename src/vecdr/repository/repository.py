@@ -7,7 +7,6 @@ when, its commit record exists.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from collections.abc import Callable
@@ -147,19 +146,6 @@ class Repository:
                 path=ref.key,
             )
         if sha256_hex(data) != ref.sha256:
-            raise IntegrityError(f"{ref.key}: sha256 mismatch (corrupted)", path=ref.key)
-
-    def check_file(self, ref: ObjectRef, path: str) -> None:
-        """Hash a local copy of ``ref`` in chunks; :class:`IntegrityError` if it is off."""
-        try:
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256")
-                size = f.tell()
-        except FileNotFoundError:
-            raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
-        if size != ref.size:
-            raise IntegrityError(f"{ref.key}: size {size} bytes, expected {ref.size}", path=ref.key)
-        if digest.hexdigest() != ref.sha256:
             raise IntegrityError(f"{ref.key}: sha256 mismatch (corrupted)", path=ref.key)
 
     # -- manifests and commits ---------------------------------------------------
