@@ -24,6 +24,7 @@ from vecdr.engines import verify as _verify
 from vecdr.errors import VecdrError
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, pick_collection
+from vecdr.repository.commits import skipped
 
 __all__ = [
     "Repository",
@@ -94,7 +95,7 @@ def snapshots(repo: RepoLike, collection: str | None = None) -> list[dict[str, A
     import warnings
 
     commits = open_repository(repo).commits(
-        lambda exc: warnings.warn(f"skipping unreadable commit record: {exc}", stacklevel=3)
+        lambda exc: warnings.warn(skipped(exc), stacklevel=3)
     )
     if collection is not None:
         pick_collection(commits, collection)  # an unknown collection is an error, not an empty list

@@ -13,6 +13,7 @@ from vecdr.errors import IntegrityError, SnapshotNotFoundError, VecdrError
 from vecdr.format.manifest import Manifest
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, resolve
+from vecdr.repository.commits import skipped
 from vecdr.repository.resolve import parse_time
 
 
@@ -54,7 +55,7 @@ def open_snapshot(
             raise IntegrityError(f"{exc}; and {first}", path=getattr(first, "path", None)) from exc
         raise
     for problem in unreadable:
-        reporter.warn(f"skipping unreadable commit record: {problem}")
+        reporter.warn(skipped(problem))
     return repo.load_manifest(commit)
 
 

@@ -36,6 +36,7 @@ from vecdr.format.rowhashes import decode_row_hashes
 from vecdr.format.segment import id_type, segment_schema, vectors_from_arrow
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, utcnow
+from vecdr.repository.commits import skipped
 
 SCAN_BATCH_ROWS = 65536
 MODES = ("auto", "full", "diff", "tracked")
@@ -323,7 +324,7 @@ def snapshot(
     info = source.info()
     name = collection or info.name
     tags = tuple(tags)
-    commits = repo.commits(lambda exc: reporter.warn(f"skipping unreadable commit record: {exc}"))
+    commits = repo.commits(lambda exc: reporter.warn(skipped(exc)))
     previous = [c for c in commits if c.collection == name]
     prev = None
     for commit in reversed(previous):

@@ -40,6 +40,11 @@ def read_commit(store: Store, seq: int) -> CommitRecord:
     return record
 
 
+def skipped(exc: VecdrError) -> str:
+    """The warning for an unreadable commit record that reads skip."""
+    return f"skipping unreadable commit record: {exc}"
+
+
 def read_commits(
     store: Store, on_error: Callable[[VecdrError], None] | None = None
 ) -> list[CommitRecord]:
