@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from vecdr.backends import faiss_index as fi
 from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
+from vecdr.backends.faiss_add import add_vectors
 from vecdr.backends.journal import Journal
 from vecdr.durable import publish
 from vecdr.errors import (
@@ -54,8 +55,7 @@ def _load_embeddings(path: str, ids: np.ndarray, dimension: int) -> np.ndarray:
         vectors = np.load(path, mmap_mode="r")
         if vectors.ndim != 2 or len(vectors) != len(ids):
             raise SourceError(
-                f"{path}: expected {len(ids)} embeddings (one per indexed vector), "
-                f"found shape {vectors.shape}"
+                f"{path}: expected {len(ids)} embeddings (one per indexed vector), found shape {vectors.shape}"
             )
     else:
         from vecdr.backends.parquet import ParquetSource
@@ -70,9 +70,7 @@ def _load_embeddings(path: str, ids: np.ndarray, dimension: int) -> np.ndarray:
             raise SourceError(f"{path}: {pos.null_count} indexed ids have no embedding")
         vectors = vectors_from_arrow(table.column("vector"), embedded.dimension)[pos.to_numpy()]
     if vectors.shape[1] != dimension:
-        raise DimensionMismatchError(
-            f"{path}: embeddings have dimension {vectors.shape[1]}, the index {dimension}"
-        )
+        raise DimensionMismatchError(f"{path}: embeddings have dimension {vectors.shape[1]}, the index {dimension}")
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -478,7 +476,7 @@ class FaissTarget(Target):
         started = time.perf_counter()
         if self._plain:
             self.index.add(vectors)
-        else:
+        elif not add_vectors(self.index, vectors, ids):
             self.index.add_with_ids(vectors, ids)
         self.phases["add"] = self.phases.get("add", 0.0) + time.perf_counter() - started
 
