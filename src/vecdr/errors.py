@@ -24,7 +24,9 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     ├── UsageError                       (ValueError: an invalid or conflicting argument)
     ├── BackendError
     │   ├── UnknownSchemeError           (ValueError)
-    │   └── BackendUnavailableError      (ImportError: the extra to install is named)
+    │   ├── BackendUnavailableError      (ImportError: the extra to install is named)
+    │   ├── BackendConnectionError       (ConnectionError: unreachable, refused, bad credentials)
+    │   └── NotFoundInBackendError       (LookupError: no such table, collection or column)
     └── StoreError                       (OSError)
 """
 
@@ -124,6 +126,14 @@ class UnknownSchemeError(BackendError, ValueError):
 
 class BackendUnavailableError(BackendError, ImportError):
     """The backend's package is not installed; the message names the extra."""
+
+
+class BackendConnectionError(BackendError, ConnectionError):
+    """The database could not be reached or refused the connection (the message holds no secret)."""
+
+
+class NotFoundInBackendError(BackendError, LookupError):
+    """The named table, collection, column or extension is not in the database."""
 
 
 class StoreError(VecdrError, OSError):

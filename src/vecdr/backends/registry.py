@@ -1,6 +1,7 @@
 """Backends by URI scheme, imported lazily, with the extra to install when missing.
 
-``faiss:PATH``, ``parquet:PATH``; later engines register the same way
+``faiss:PATH``, ``parquet:PATH``, ``postgresql://…?table=NAME`` (also ``postgres:``
+and ``pgvector:``); later engines register the same way
 (fsspec's ``known_implementations`` is the model).
 """
 
@@ -18,6 +19,9 @@ from vecdr.errors import BackendUnavailableError, UnknownSchemeError, UsageError
 KNOWN: dict[str, tuple[str, str, str, str, str]] = {
     "faiss": ("vecdr.backends.faiss", "FaissSource", "FaissTarget", "faiss", "faiss"),
     "parquet": ("vecdr.backends.parquet", "ParquetSource", "ParquetTarget", "", "pyarrow"),
+    "postgresql": ("vecdr.backends.pgvector", "PgvectorSource", "PgvectorTarget", "pgvector", "psycopg"),
+    "postgres": ("vecdr.backends.pgvector", "PgvectorSource", "PgvectorTarget", "pgvector", "psycopg"),
+    "pgvector": ("vecdr.backends.pgvector", "PgvectorSource", "PgvectorTarget", "pgvector", "psycopg"),
 }
 
 
@@ -34,9 +38,7 @@ def split_uri(uri: str) -> tuple[str, str, dict[str, str]]:
 
 def _load(scheme: str) -> Any:
     if scheme not in KNOWN:
-        raise UnknownSchemeError(
-            f"no backend for {scheme!r} URIs (known: {', '.join(sorted(KNOWN))})"
-        )
+        raise UnknownSchemeError(f"no backend for {scheme!r} URIs (known: {', '.join(sorted(KNOWN))})")
     module, _src, _dst, extra, import_name = KNOWN[scheme]
     try:
         importlib.import_module(import_name)
@@ -50,10 +52,13 @@ def _open(uri: str, role: int, options: dict[str, Any]) -> Any:
     scheme, path, query = split_uri(uri)
     cls = getattr(_load(scheme), KNOWN[scheme][role])
     given = {**query, **options}
-    # Every parameter after (self, path) but uri is an option.
-    accepted = set(list(inspect.signature(cls.__init__).parameters)[2:]) - {"uri"}
+    # Every parameter after (self, path) but uri is an option; a backend taking
+    # **kwargs passes the rest on (PostgreSQL's libpq parameters) and checks them.
+    params = list(inspect.signature(cls.__init__).parameters.values())[2:]
+    accepted = {p.name for p in params if p.kind is not p.VAR_KEYWORD} - {"uri"}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params)
     unknown = sorted(set(given) - accepted)
-    if unknown:
+    if unknown and not open_ended:
         raise UsageError(
             f"{scheme} {'sources' if role == 1 else 'targets'} take no option {', '.join(unknown)} "
             f"(they take: {', '.join(sorted(accepted)) or 'none'})"

@@ -1,0 +1,165 @@
+"""Snapshot a PostgreSQL table: one REPEATABLE READ transaction, rows by binary COPY."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from vecdr.backends.base import ChangeSet, Source, SourceInfo
+from vecdr.backends.pgvector import tracking
+from vecdr.backends.pgvector.catalog import ID_KINDS, TableInfo, describe, portable_index
+from vecdr.backends.pgvector.copybinary import CopyReader
+from vecdr.backends.pgvector.dsn import Dsn, build, connect
+from vecdr.backends.pgvector.types import Column, quote
+from vecdr.errors import BackendError, UsageError
+
+#: Bytes of COPY stream buffered before rows are decoded (memory stays near this).
+READ_CHUNK_BYTES = 32 << 20
+
+
+def _options(table: str | None, id: str | None, vector: str | None, schema: str | None) -> dict[str, str]:
+    return {k: v for k, v in (("table", table), ("id", id), ("vector", vector), ("schema", schema)) if v}
+
+
+class PgvectorSource(Source):
+    """A PostgreSQL table with a pgvector column, read at one point in time.
+
+    Every read (ids, rows, the change log) happens in one REPEATABLE READ, READ
+    ONLY transaction opened here and held until :meth:`close`, so the snapshot is
+    the table as it was at that moment while writers carry on.
+    """
+
+    backend = "pgvector"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        table: str | None = None,
+        id: str | None = None,
+        vector: str | None = None,
+        schema: str | None = None,
+        uri: str | None = None,
+        **libpq: Any,
+    ) -> None:
+        if not table:
+            raise UsageError("a pgvector source needs the table: postgresql://…/db?table=NAME")
+        self.dsn: Dsn = build(path, libpq, _options(table, id, vector, schema))
+        super().__init__(self.dsn.shown)
+        self.conn = connect(self.dsn)
+        try:
+            self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.conn.read_only = True
+            self.table: TableInfo = describe(self.conn, table, schema, id, vector)
+            self._rows = int(self.conn.execute(f"SELECT count(*) FROM {self.table.qualified}").fetchone()[0])
+            self._versions = dict(
+                self.conn.execute(
+                    "SELECT 'postgresql', current_setting('server_version') UNION ALL "
+                    "SELECT 'pgvector', extversion FROM pg_extension WHERE extname = 'vector'"
+                ).fetchall()
+            )
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # -- what is read -------------------------------------------------------------
+
+    def _select(self, column: Column) -> str:
+        name = quote(column.name)
+        if column is self.table.vector and self.table.vector_typname != "vector":
+            return f"{name}::vector"
+        if column.kind == "cast":
+            return f"{name}::text"
+        return name
+
+    def _columns(self) -> list[Column]:
+        t = self.table
+        return [t.id, t.vector, *t.attributes]
+
+    def _reader(self, columns: list[Column]) -> CopyReader:
+        names = ["id" if c is self.table.id else "vector" if c is self.table.vector else c.name for c in columns]
+        vector_at = columns.index(self.table.vector) if self.table.vector in columns else -1
+        return CopyReader(columns, names, self.table.dimension, vector_at)
+
+    def _copy(self, columns: list[Column], where: str = "", batch_rows: int = 1 << 62) -> Iterator[pa.Table]:
+        select = ", ".join(self._select(c) for c in columns)
+        reader = self._reader(columns)
+        query = f"COPY (SELECT {select} FROM {self.table.qualified} {where}) TO STDOUT (FORMAT BINARY)"
+        try:
+            with self.conn.cursor() as cur, cur.copy(query) as copy:
+                for chunk in copy:
+                    reader.feed(chunk)
+                    if reader.buffered() >= READ_CHUNK_BYTES:
+                        yield from _sliced(reader.tables(), batch_rows)
+            yield from _sliced(reader.tables(final=True), batch_rows)
+        except psycopg.Error as exc:
+            raise BackendError(f"reading {self.table.schema}.{self.table.name} failed: {exc}") from exc
+
+    # -- Source -------------------------------------------------------------------
+
+    def info(self) -> SourceInfo:
+        t = self.table
+        index = {
+            "engine": "pgvector",
+            "schema": t.schema,
+            "table": t.name,
+            "id": {"name": t.id.name, "type": t.id.pg_type},
+            "vector": {"name": t.vector.name, "type": t.vector.pg_type, "typname": t.vector_typname},
+            "columns": [{"name": c.name, "type": c.pg_type, "kind": c.kind, "not_null": c.not_null} for c in t.columns],
+            "primary_key": t.primary_key,
+            "indexes": t.indexes,
+            "portable": portable_index(t.indexes, t.vector.name),
+        }
+        return SourceInfo(
+            name=t.name,
+            dimension=t.dimension,
+            id_type=ID_KINDS[t.id.kind],
+            attributes=pa.schema([c.arrow_field() for c in t.attributes]),
+            index=index,
+            rows=self._rows,
+            software=self._versions,
+        )
+
+    def ids(self) -> pa.Array:
+        parts = [t.column("id").combine_chunks() for t in self._copy([self.table.id])]
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.int64())
+
+    def scan(self, batch_rows: int) -> Iterator[pa.Table]:
+        yield from self._copy(self._columns(), batch_rows=batch_rows)
+
+    def changes(self) -> ChangeSet | None:
+        state = tracking.read_state(self.conn, self.table)
+        if state is None:
+            return None
+        base, log = state
+        ids_in_log = f"SELECT DISTINCT id FROM {log}"
+        upserts_parts = list(self._copy(self._columns(), f"WHERE {quote(self.table.id.name)} IN ({ids_in_log})"))
+        upserts = pa.concat_tables(upserts_parts) if upserts_parts else self._empty()
+        deleted = tracking.deleted_ids(self.conn, self.table, log, self._reader([self.table.id]))
+        token = self.conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+        return ChangeSet(base=base, upserts=upserts, deletes=deleted, token=token)
+
+    def _empty(self) -> pa.Table:
+        from vecdr.format.segment import segment_schema
+
+        schema = segment_schema(self.table.dimension, ID_KINDS[self.table.id.kind])
+        fields = list(schema) + [c.arrow_field() for c in self.table.attributes]
+        return pa.schema(fields).empty_table()
+
+    def committed(self, snapshot: str, changes: ChangeSet | None) -> None:
+        if changes is not None:
+            tracking.trim(self.dsn, self.table, snapshot, changes.token)
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.rollback()
+            self.conn.close()
+
+
+def _sliced(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
+    for table in tables:
+        for offset in range(0, table.num_rows, rows):
+            yield table.slice(offset, rows)
