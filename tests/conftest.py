@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import faiss
 import fsspec
@@ -22,6 +24,39 @@ settings.load_profile("vecdr")
 # The data here is tiny: one OpenMP thread avoids spinning threads fighting over
 # two cores (and whatever else runs beside the suite).
 faiss.omp_set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL 16 with pgvector (pgserver), shared by the session."""
+    pytest.importorskip("pgserver", reason="the pgvector extra is not installed")
+    from vecdr.testing.postgres import start
+
+    folder = tempfile.mkdtemp(prefix="vecdr-pg-")  # short: the socket lives here
+    server = start(folder)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg(postgres: Any) -> Any:
+    """A fresh database (with pgvector) on the session's server; ``pg.uri(table)`` names a table in it."""
+    from vecdr.testing.postgres import LocalPostgres
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+
+    class Database(LocalPostgres):
+        def dsn(self, db: str = name) -> str:
+            return super().dsn(db)
+
+        def uri(self, table: str, db: str = name, **options: str) -> str:
+            return super().uri(table, db, **options)
+
+        def connect(self, db: str = name, autocommit: bool = True) -> Any:
+            return super().connect(db, autocommit)
+
+    return Database(postgres.folder, postgres.server)
 
 
 def _drop_memory(url: str) -> None:
