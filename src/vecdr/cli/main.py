@@ -18,6 +18,7 @@ from typer.core import TyperCommand
 
 import vecdr
 from vecdr.cli import output
+from vecdr.cli import pgvector as pgvector_cli
 from vecdr.errors import UsageError, VecdrError
 
 REPO_ENV = "VECDR_REPOSITORY"
@@ -75,6 +76,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(pgvector_cli.app)
 
 Repo = Annotated[str, typer.Argument(help=f"Repository path or URL (or set {REPO_ENV}).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
