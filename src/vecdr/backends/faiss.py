@@ -339,12 +339,16 @@ class FaissTarget(Target):
 
         if spec.id_type != "int64":
             raise SchemaError("FAISS ids are integers; this snapshot has string ids")
-        metric = self.metric or recorded.get("metric", "L2")
+        # Another engine's snapshot: its index in engine-neutral terms (pgvector HNSW m=16 → HNSW16).
+        foreign = {} if recorded or self.factory else fi.from_portable(spec.index.get("portable"))
+        if foreign.get("warning") and not self.metric:
+            self._warn(foreign["warning"])
+        metric = self.metric or recorded.get("metric") or foreign.get("metric", "L2")
         index: faiss.Index | None = None
         if recorded and not override and recorded.get("needs_training"):
             index = self._trained(spec)
         if index is None:
-            factory = self.factory or (recorded.get("factory") if recorded else DEFAULT_FACTORY)
+            factory = self.factory or (recorded.get("factory") if recorded else foreign.get("factory", DEFAULT_FACTORY))
             if factory is None:
                 raise SchemaError(
                     f"the snapshot's {recorded.get('class')} index has no factory string to rebuild "
@@ -362,6 +366,7 @@ class FaissTarget(Target):
         id_map = recorded.get("id_map") if recorded and not self.factory else None
         if own_map is None:
             if id_map == "IDMap":
+            fi.apply_params(index, foreign.get("params", {}))
                 index = faiss.IndexIDMap(index)
             elif id_map == "IDMap2":
                 index = faiss.IndexIDMap2(index)

@@ -91,6 +91,45 @@ def _search_params(inner: faiss.Index) -> dict[str, Any]:
     return params
 
 
+def portable(inner: faiss.Index) -> dict[str, Any]:
+    """The index in engine-neutral terms (kind, metric, graph or list sizes), for other engines."""
+    metric = METRICS.get(inner.metric_type, "L2")
+    hnsw = _hnsw(inner)
+    if hnsw is not None:
+        return {
+            "kind": "hnsw",
+            "metric": metric,
+            "m": int(hnsw.hnsw.nb_neighbors(1)),
+            "ef_construction": int(hnsw.hnsw.efConstruction),
+        }
+    ivf = _ivf(inner)
+    if ivf is not None:
+        return {"kind": "ivf", "metric": metric, "lists": int(ivf.nlist)}
+    return {"kind": "flat", "metric": metric}
+
+
+def from_portable(spec: dict[str, Any] | None) -> dict[str, Any]:
+    """A FAISS factory, metric and params for another engine's portable index spec ({} if none).
+
+    Cosine has no FAISS metric of its own: it becomes inner product (equal to cosine
+    on normalized vectors), and ``warning`` says so.
+    """
+    if not spec:
+        return {}
+    metric = spec.get("metric", "L2")
+    out: dict[str, Any] = {"metric": "IP" if metric == "cosine" else metric, "params": {}}
+    if metric == "cosine":
+        out["warning"] = "cosine distance is restored as inner product: normalize vectors for cosine ranking"
+    if spec.get("kind") == "hnsw":
+        out["factory"] = f"HNSW{int(spec.get('m', 16))},Flat"
+        out["params"] = {"efConstruction": int(spec.get("ef_construction", 40))}
+    elif spec.get("kind") == "ivf":
+        out["factory"] = f"IVF{int(spec.get('lists', 100))},Flat"
+    else:
+        out["factory"] = "Flat"
+    return out
+
+
 def describe(index: faiss.Index) -> dict[str, Any]:
     """The index spec kept in the manifest: enough to rebuild an equivalent index."""
     inner, id_map, _ = unwrap(index)
@@ -107,6 +146,7 @@ def describe(index: faiss.Index) -> dict[str, Any]:
         "dimension": int(inner.d),
         "id_map": id_map,
         "params": _search_params(inner),
+        "portable": portable(inner),
         "lossless": is_lossless(index),
         "needs_training": _needs_training(inner),
         "faiss_version": faiss.__version__,
