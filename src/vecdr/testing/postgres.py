@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,9 @@ def start(folder: str | os.PathLike[str]) -> LocalPostgres:
     # Unix socket paths are limited to about 100 bytes; the socket lives in the folder.
     if len(str(folder)) > 80:
         raise ValueError(f"{folder} is too long a path for PostgreSQL's socket")
-    server = pgserver.get_server(folder, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset on servers
+        server = pgserver.get_server(folder, cleanup_mode="stop")
     pg = LocalPostgres(folder, server)
     with pg.connect() as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")

@@ -233,8 +233,12 @@ class PgvectorTarget(Target):
             return []
         metric = portable.get("metric", "L2")
         if portable["kind"] == "hnsw":
-            method = "hnsw"
-            params = {"m": portable.get("m", 16), "ef_construction": portable.get("ef_construction", 64)}
+            # pgvector's bounds: 2 ≤ m ≤ 100, 2·m ≤ ef_construction ≤ 1000 (FAISS's default 40 < 2·32).
+            m = min(100, max(2, int(portable.get("m", 16))))
+            ef = min(1000, max(2 * m, int(portable.get("ef_construction", 64))))
+            if (m, ef) != (portable.get("m"), portable.get("ef_construction")):
+                self._warn(f"HNSW index built with m={m}, ef_construction={ef} (pgvector's limits)")
+            method, params = "hnsw", {"m": m, "ef_construction": ef}
         else:
             method, params = "ivfflat", {"lists": portable.get("lists", 100)}
         return [
