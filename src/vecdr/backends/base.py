@@ -25,6 +25,8 @@ class SourceInfo:
     index: dict[str, Any] = field(default_factory=dict)
     rows: int | None = None
     software: dict[str, str] = field(default_factory=dict)
+    #: The source itself guarantees unique ids (a primary key): no separate id pass.
+    unique_ids: bool = False
 
 
 @dataclass(slots=True)

@@ -389,7 +389,8 @@ def snapshot(
                 job.upsert(upserts.slice(offset, SCAN_BATCH_ROWS))
             deleted = job.delete(journal.deletes)
         else:
-            _check_ids_unique(source.ids())
+            if not info.unique_ids:
+                _check_ids_unique(source.ids())
             reporter.start(f"snapshot ({run_mode})", info.rows)
             for batch in source.scan(SCAN_BATCH_ROWS):
                 job.upsert(batch)

@@ -121,6 +121,7 @@ class PgvectorSource(Source):
             index=index,
             rows=self._rows,
             software=self._versions,
+            unique_ids=t.primary_key,
         )
 
     def ids(self) -> pa.Array:
