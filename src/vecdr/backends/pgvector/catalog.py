@@ -134,15 +134,20 @@ def _dimension_from_rows(conn: psycopg.Connection[Any], schema: str, name: str, 
 
 
 def _indexes(conn: psycopg.Connection[Any], oid: int) -> list[dict[str, Any]]:
-    """Every index but the primary key's, as restore recreates it."""
+    """Every index but the primary key's, as restore recreates it.
+
+    ``columns`` are the key columns (each with its operator class and its order,
+    e.g. ``DESC NULLS LAST``), ``include`` the columns an ``INCLUDE`` clause carries.
+    """
     out = []
-    for name, method, definition, columns, opclasses, options, unique, has_expr in conn.execute(
+    for name, method, definition, columns, opclasses, options, unique, has_expr, keys, flags in conn.execute(
         "SELECT i.relname, am.amname, pg_get_indexdef(x.indexrelid), "
         "  ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(n, o) "
         "        JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n ORDER BY k.o), "
         "  ARRAY(SELECT c.opcname FROM unnest(x.indclass) WITH ORDINALITY k(n, o) "
         "        JOIN pg_opclass c ON c.oid = k.n ORDER BY k.o), "
-        "  i.reloptions, x.indisunique, (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL) "
+        "  i.reloptions, x.indisunique, (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL), "
+        "  x.indnkeyatts, x.indoption::int2[] "
         "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam "
         "WHERE x.indrelid = %s AND NOT x.indisprimary ORDER BY i.relname",
         (oid,),
@@ -152,8 +157,10 @@ def _indexes(conn: psycopg.Connection[Any], oid: int) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "method": method,
-                "columns": list(columns),
+                "columns": list(columns[:keys]),
+                "include": list(columns[keys:]),
                 "opclasses": list(opclasses),
+                "orders": [_order(flag) for flag in flags[:keys]],
                 "params": params,
                 "unique": bool(unique),
                 "definition": definition,
@@ -161,6 +168,15 @@ def _indexes(conn: psycopg.Connection[Any], oid: int) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _order(option: int) -> str:
+    """A key column's sort order from ``pg_index.indoption`` (bit 1: DESC, bit 2: NULLS FIRST)."""
+    desc, nulls_first = bool(option & 1), bool(option & 2)
+    words = ["DESC"] if desc else []
+    if nulls_first != desc:  # NULLS LAST is the default ascending, NULLS FIRST descending
+        words.append("NULLS FIRST" if nulls_first else "NULLS LAST")
+    return " ".join(words)
 
 
 def portable_index(indexes: list[dict[str, Any]], vector_column: str) -> dict[str, Any] | None:

@@ -295,7 +295,9 @@ def _numeric(array: pa.Array, column: Column) -> np.ndarray:
         values = array.cast(pa.timestamp("us", tz=array.type.tz)).to_numpy(zero_copy_only=False).view(np.int64)
         return values - np.int64(PG_EPOCH_US)
     if kind == "date":
-        return array.cast(pa.date32()).to_numpy(zero_copy_only=False).view(np.int32) - np.int32(PG_EPOCH_DAYS)
+        # Through int32: numpy's datetime64[D] is 8 bytes a day, not date32's 4.
+        days = array.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False)
+        return days - np.int32(PG_EPOCH_DAYS)
     target = ARROW_OF_KIND[kind]
     values = array.cast(target).to_numpy(zero_copy_only=False)
     if kind == "float4":
@@ -349,7 +351,8 @@ def _values_as_bytes(array: pa.Array, column: Column) -> list[bytes | None]:
     valid = np.ones(len(array), bool) if array.null_count == 0 else array.is_valid().to_numpy(zero_copy_only=False)
     kind = column.kind
     if kind in _NUMPY_OF_KIND:
-        filled = array.fill_null(pa.scalar(0, array.type).cast(array.type)) if array.null_count else array
+        zero = pa.scalar(False) if kind == "bool" else pa.scalar(0, array.type)  # NULLs' slots, never sent
+        filled = array.fill_null(zero) if array.null_count else array
         if kind in ("timestamp", "timestamptz", "date") and array.null_count:
             filled = array.cast(pa.int64() if kind != "date" else pa.int32()).fill_null(0).cast(array.type)
         raw = _numeric(filled, column).astype(_NUMPY_OF_KIND[kind])

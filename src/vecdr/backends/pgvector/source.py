@@ -61,6 +61,9 @@ class PgvectorSource(Source):
                     "SELECT 'pgvector', extversion FROM pg_extension WHERE extname = 'vector'"
                 ).fetchall()
             )
+        except psycopg.Error as exc:  # e.g. no privilege on the table
+            self.conn.close()
+            raise BackendError(f"cannot read {table} on {self.dsn.shown}: {_first_line(exc)}") from exc
         except BaseException:
             self.conn.close()
             raise
@@ -158,6 +161,11 @@ class PgvectorSource(Source):
         if not self.conn.closed:
             self.conn.rollback()
             self.conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _sliced(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:

@@ -104,9 +104,12 @@ class PgvectorTarget(Target):
         self.columns, self.sources = self._layout(spec)
         started = time.perf_counter()
         cols = ", ".join(
-            f"{quote(c.name)} {self._load_type(c)}" + (" NOT NULL" if c.not_null else "") for c in self.columns
+            f"{quote(c.name)} {self._load_type(c)}" + (" NOT NULL" if c.not_null else "") for c in self._table_order()
         )
-        conn.execute(f"CREATE TABLE {quote(self.schema)}.{quote(self.staging)} ({cols})")
+        try:
+            conn.execute(f"CREATE TABLE {quote(self.schema)}.{quote(self.staging)} ({cols})")
+        except psycopg.Error as exc:  # e.g. no privilege on the schema
+            raise TargetError(f"cannot create {self.schema}.{self.name}: {_first_line(exc)}") from exc
         conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (self.maintenance_work_mem,))
         conn.execute("SELECT set_config('max_parallel_maintenance_workers', %s, true)", (str(self.workers),))
         self.phases["create"] = time.perf_counter() - started
@@ -122,7 +125,7 @@ class PgvectorTarget(Target):
         try:
             conn.execute("CREATE EXTENSION vector")
         except psycopg.Error as exc:
-            raise BackendError(f"cannot create the pgvector extension on {self.dsn.shown}: {exc}") from exc
+            raise BackendError(f"cannot create the pgvector extension on {self.dsn.shown}: {_first_line(exc)}") from exc
 
     def _layout(self, spec: RestoreSpec) -> tuple[list[Column], list[str]]:
         recorded = spec.index if spec.index.get("engine") == "pgvector" else {}
@@ -143,6 +146,15 @@ class PgvectorTarget(Target):
         if len(set(names)) != len(names):
             raise SchemaError(f"column names collide in the restored table: {names}; rename with id= or vector=")
         return [id_col, vec_col, *attrs], ["id", "vector"] + [a.name for a in attrs]
+
+    def _table_order(self) -> list[Column]:
+        """The columns in the recorded table's order, so ``SELECT *`` and positional INSERTs still fit."""
+        recorded = self.spec.index if self.spec.index.get("engine") == "pgvector" else {}
+        if not recorded.get("columns"):
+            return self.columns
+        rename = {recorded["id"]["name"]: self.columns[0].name, recorded["vector"]["name"]: self.columns[1].name}
+        rank = {rename.get(c["name"], c["name"]): i for i, c in enumerate(recorded["columns"])}
+        return sorted(self.columns, key=lambda c: rank.get(c.name, len(rank)))
 
     def _load_type(self, column: Column) -> str:
         """The type a column has while loading: text for types that travel as text."""
@@ -226,7 +238,8 @@ class PgvectorTarget(Target):
                 if index.get("expression"):
                     self._warn(f"index {index['name']} uses an expression or predicate; not recreated")
                     continue
-                out.append({**index, "columns": [rename.get(c, c) for c in index["columns"]]})
+                columns, include = ([rename.get(c, c) for c in index.get(k, [])] for k in ("columns", "include"))
+                out.append({**index, "columns": columns, "include": include})
             return out
         portable = spec.index.get("portable")
         if not portable or portable.get("kind") not in ("hnsw", "ivf"):
@@ -255,13 +268,21 @@ class PgvectorTarget(Target):
     def _create_index(self, i: int, index: dict[str, Any]) -> str:
         assert self.conn is not None
         name = _identifier(f"{self.staging}_i{i}")
-        cols = ", ".join(f"{quote(c)} {op}" for c, op in zip(index["columns"], index["opclasses"], strict=True))
+        # Key columns have an operator class each; older records list INCLUDE columns after them.
+        keys = len(index["opclasses"])
+        orders = index.get("orders") or [""] * keys
+        cols = ", ".join(
+            f"{quote(c)} {op} {order}".rstrip()
+            for c, op, order in zip(index["columns"][:keys], index["opclasses"], orders, strict=True)
+        )
+        include = index.get("include") or index["columns"][keys:]
+        including = f" INCLUDE ({', '.join(quote(c) for c in include)})" if include else ""
         params = index.get("params") or {}
         with_ = (" WITH (" + ", ".join(f"{k} = {v}" for k, v in params.items()) + ")") if params else ""
         unique = "UNIQUE " if index.get("unique") else ""
         self.conn.execute(
             f"CREATE {unique}INDEX {quote(name)} ON {quote(self.schema)}.{quote(self.staging)} "
-            f"USING {index['method']} ({cols}){with_}"
+            f"USING {index['method']} ({cols}){including}{with_}"
         )
         return name
 

@@ -23,6 +23,7 @@ from vecdr.backends.pgvector.catalog import TableInfo, describe, split_table
 from vecdr.backends.pgvector.copybinary import CopyReader
 from vecdr.backends.pgvector.dsn import Dsn, connect
 from vecdr.backends.pgvector.types import quote
+from vecdr.errors import BackendError
 
 STATE = "vecdr_tracking"
 
@@ -37,6 +38,13 @@ def _state_table(schema: str) -> str:
 
 def enable(dsn: Dsn, table: str, schema: str | None = None, id: str | None = None) -> str:
     """Install the change log and triggers on ``table``; returns the log's name. Idempotent."""
+    try:
+        return _enable(dsn, table, schema, id)
+    except psycopg.Error as exc:  # e.g. no privilege to create the log or the triggers
+        raise BackendError(f"cannot enable change tracking on {table} ({dsn.shown}): {_first_line(exc)}") from exc
+
+
+def _enable(dsn: Dsn, table: str, schema: str | None, id: str | None) -> str:
     with connect(dsn) as conn:
         info = describe(conn, table, schema, id, None)
         s, t, idc = quote(info.schema), quote(info.name), quote(info.id.name)
@@ -91,6 +99,13 @@ END $vecdr$"""
 
 def disable(dsn: Dsn, table: str, schema: str | None = None) -> None:
     """Remove the triggers, the log and the state row. Idempotent."""
+    try:
+        _disable(dsn, table, schema)
+    except psycopg.Error as exc:
+        raise BackendError(f"cannot disable change tracking on {table} ({dsn.shown}): {_first_line(exc)}") from exc
+
+
+def _disable(dsn: Dsn, table: str, schema: str | None) -> None:
     schema, name = split_table(table, schema)
     s, t = quote(schema), quote(name)
     with connect(dsn) as conn:
@@ -102,6 +117,11 @@ def disable(dsn: Dsn, table: str, schema: str | None = None) -> None:
         if conn.execute("SELECT to_regclass(%s)", (_state_table(schema),)).fetchone()[0] is not None:
             conn.execute(f"DELETE FROM {_state_table(schema)} WHERE tbl = %s", (name,))
         conn.commit()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _literal(text: str) -> str:
