@@ -355,6 +355,7 @@ class FaissTarget(Target):
                     "it from; restore a snapshot taken with --with-index, or pass --index-factory"
                 )
             index = fi.new_index(factory, spec.dimension, metric)
+            fi.apply_params(index, foreign.get("params", {}))
             self._needs_training = not index.is_trained
         if index.d != spec.dimension:
             raise DimensionMismatchError(f"the index has dimension {index.d}, the snapshot {spec.dimension}")
@@ -366,7 +367,6 @@ class FaissTarget(Target):
         id_map = recorded.get("id_map") if recorded and not self.factory else None
         if own_map is None:
             if id_map == "IDMap":
-            fi.apply_params(index, foreign.get("params", {}))
                 index = faiss.IndexIDMap(index)
             elif id_map == "IDMap2":
                 index = faiss.IndexIDMap2(index)
