@@ -253,7 +253,8 @@ class PgvectorTarget(Target):
                 self._warn(f"HNSW index built with m={m}, ef_construction={ef} (pgvector's limits)")
             method, params = "hnsw", {"m": m, "ef_construction": ef}
         else:
-            method, params = "ivfflat", {"lists": portable.get("lists", 100)}
+            lists = min(32768, max(1, int(portable.get("lists", 100))))
+            method, params = "ivfflat", {"lists": lists}
         return [
             {
                 "name": None,
