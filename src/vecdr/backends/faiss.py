@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vecdr.backends import faiss_gpu
 from vecdr.backends import faiss_index as fi
 from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
 from vecdr.backends.faiss_add import add_vectors
@@ -281,7 +282,9 @@ class FaissTarget(Target):
     """Rebuild a FAISS index; write it to ``path``, or keep it in :attr:`index` when path is None.
 
     Options: ``factory`` overrides the recorded index spec (no trained state or
-    native blob is then used), ``metric`` the recorded metric.
+    native blob is then used), ``metric`` the recorded metric. ``gpu`` (``auto``,
+    ``on``, ``off``, ``require``; True/False for on/off) runs the expensive parts of
+    the rebuild on a GPU, ``gpu_device`` picks the GPU (see docs/gpu.md).
     """
 
     backend = "faiss"
@@ -292,12 +295,18 @@ class FaissTarget(Target):
         *,
         factory: str | None = None,
         metric: str | None = None,
+        gpu: str | bool | None = "auto",
+        gpu_device: int | str | None = None,
         uri: str | None = None,
     ) -> None:
         super().__init__(uri or (f"faiss:{path}" if path else "faiss:<memory>"))
         self.path = Path(path) if path is not None else None
         self.factory = factory
         self.metric = metric
+        self.gpu = faiss_gpu.parse_mode(gpu)
+        self.gpu_device = faiss_gpu.parse_device(gpu_device)
+        self._gpu: faiss_gpu.GpuBuild | None = None
+        self._params: dict[str, Any] = {}
         self.index: faiss.Index | None = None
         self.blob: bytes | None = None
         self.phases: dict[str, float] = {}
@@ -322,6 +331,8 @@ class FaissTarget(Target):
             raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
         self._warn = spec.options.get("warn", lambda message: None)
         self.spec = spec
+        if self.gpu == "require":
+            faiss_gpu.require(self.gpu_device)  # fail before reading anything
         recorded = spec.index if spec.index.get("engine") == "faiss" else {}
         override = self.factory is not None or self.metric is not None
 
@@ -359,7 +370,8 @@ class FaissTarget(Target):
             self._needs_training = not index.is_trained
         if index.d != spec.dimension:
             raise DimensionMismatchError(f"the index has dimension {index.d}, the snapshot {spec.dimension}")
-        fi.apply_params(index, recorded.get("params", {}) if not self.factory else {})
+        self._params = recorded.get("params", {}) if not self.factory else {}
+        fi.apply_params(index, self._params)
 
         # Ids: an id map as recorded; IVF indexes keep ids natively; a recorded index
         # without an id map numbers its vectors 0…n-1; anything else gets an IDMap2.
@@ -379,6 +391,9 @@ class FaissTarget(Target):
         if self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
             self._ids = np.empty(spec.rows, np.int64)
             self._vectors = np.empty((spec.rows, spec.dimension), np.float32)
+        self._gpu = faiss_gpu.prepare(index, spec.rows, self.gpu, self.gpu_device, self._warn)
+        if self._gpu is not None and index.is_trained:
+            self.index = self._gpu.to_device(index)  # adds go to the GPU from the first row
         return False
 
     def _trained(self, spec: RestoreSpec) -> faiss.Index | None:
@@ -462,7 +477,12 @@ class FaissTarget(Target):
 
     def train(self, sample: pa.Table) -> None:
         assert self.index is not None
-        self.index.train(vectors_from_arrow(sample.column("vector"), self.spec.dimension))
+        vectors = vectors_from_arrow(sample.column("vector"), self.spec.dimension)
+        if self._gpu is not None:
+            self._gpu.train(self.index, vectors)
+            self.index = self._gpu.to_device(self.index)
+        else:
+            self.index.train(vectors)
         self._needs_training = False
 
     def _flush_pending(self) -> None:
@@ -489,6 +509,11 @@ class FaissTarget(Target):
         if self.blob is None:
             assert self.index is not None
             self._flush_pending()
+            if self._gpu is not None and not self._gpu.builds_graph:
+                started = time.perf_counter()
+                self.index = self._gpu.to_host(self.index)
+                fi.apply_params(self.index, self._params)
+                self.phases["to_host"] = time.perf_counter() - started
             if self._ids is not None:
                 ids, vectors = self._ids[: self._filled], self._vectors[: self._filled]
                 if self._plain and len(ids) and not bool((ids[1:] > ids[:-1]).all()):
@@ -496,7 +521,13 @@ class FaissTarget(Target):
                     ids, vectors = ids[order], vectors[order]
                 if self._plain and not np.array_equal(ids, np.arange(len(ids))):
                     raise TargetError("ids of an index without an id map must be 0…n-1")
-                self._add(ids, vectors)
+                started = time.perf_counter()
+                if self._gpu is not None and self._gpu.builds_graph and self._gpu.build_graph(
+                    self.index, ids, vectors, self._plain
+                ):
+                    self.phases["add"] = self.phases.get("add", 0.0) + time.perf_counter() - started
+                else:
+                    self._add(ids, vectors)
                 self._ids = self._vectors = None
             if self.index.ntotal != self.spec.rows:
                 raise TargetError(f"built {self.index.ntotal} vectors, expected {self.spec.rows}")

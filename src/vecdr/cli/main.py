@@ -191,10 +191,17 @@ def restore_cmd(
     index_factory: Annotated[
         str | None, typer.Option("--index-factory", help="Build this FAISS index instead of the recorded one.")
     ] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option("--gpu", metavar="MODE",
+                     help="FAISS rebuild on a GPU: auto (the default), on, off or require."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Rebuild an index from a snapshot."""
     options = {"factory": index_factory} if index_factory else {}
+    if gpu is not None:
+        options["gpu"] = gpu
     result = vecdr.restore(
         repo, target, snapshot, collection=collection, as_of=as_of, force=force,
         reporter=output.reporter(as_json), **options,
