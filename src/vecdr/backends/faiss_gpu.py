@@ -142,8 +142,8 @@ def cagra_device_bytes(rows: int, dimension: int, graph_degree: int) -> int:
     """GPU memory a CAGRA build of ``rows`` vectors peaks at, roughly.
 
     The float32 dataset, the intermediate kNN graph (twice the final degree) and the
-    final graph as 64-bit ids, and the IVF-PQ index CAGRA uses to find neighbours
-    (about a byte per dimension per row, counted twice for its build buffers).
+    final graph as 64-bit ids, and NN-descent's working set (about two bytes per
+    dimension per row).
     """
     dataset = rows * dimension * 4
     graphs = rows * 3 * graph_degree * 8
