@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import example, given
@@ -441,3 +442,65 @@ def test_vectors_of_a_slice_are_only_the_slice(n: int, d: int, start: int, data:
     x = np.arange(n * d, dtype=np.float32).reshape(n, d)
     column = pa.chunked_array([vectors_to_arrow(x)]).slice(start, length)
     assert np.array_equal(vectors_from_arrow(column, d), x[start : start + length])
+
+
+ATTRIBUTE_TYPES = [
+    pa.int64(),
+    pa.int16(),
+    pa.float32(),
+    pa.float64(),
+    pa.bool_(),
+    pa.string(),
+    pa.binary(),
+    pa.timestamp("us"),
+    pa.timestamp("us", tz="UTC"),
+    pa.date32(),
+]
+
+
+def _values(typ: pa.DataType, n: int, seed: int) -> pa.Array:
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(-(2**40), 2**40, n)
+    if pa.types.is_boolean(typ):
+        return pa.array(raw % 2 == 0)
+    if pa.types.is_string(typ) or pa.types.is_binary(typ):
+        return pa.array([str(v) for v in raw]).cast(typ)
+    if pa.types.is_date32(typ):
+        return pa.array((raw % 2**30).astype(np.int32)).cast(typ)
+    if pa.types.is_floating(typ):
+        return pa.array(raw.astype(np.float64)).cast(typ)
+    if pa.types.is_int16(typ):
+        return pa.array((raw % 2**15).astype(np.int16))
+    return pa.array(raw).cast(typ)
+
+
+@pytest.mark.parametrize("typ", ATTRIBUTE_TYPES, ids=str)
+@given(nulls=st.sets(st.integers(0, 11), max_size=6), seed=st.integers(0, 1000))
+def test_a_rows_hash_does_not_depend_on_the_rest_of_its_batch(typ: pa.DataType, nulls: set[int], seed: int) -> None:
+    n = 12
+    vectors = np.zeros((n, 4), np.float32)
+    values = _values(typ, n, seed)
+    is_null = pa.array([i in nulls for i in range(n)])
+    with_nulls = pc.if_else(is_null, pa.scalar(None, typ), values)
+    plain = row_hashes(vectors, pa.table({"a": values}))
+    mixed = row_hashes(vectors, pa.table({"a": with_nulls}))
+    kept = [i for i in range(n) if i not in nulls]
+    assert np.array_equal(plain[kept], mixed[kept])  # other rows unchanged by a NULL
+    for i in nulls:
+        assert not np.array_equal(plain[i], mixed[i])  # a NULL differs from any value
+    # Each row alone hashes as it does in the batch.
+    single = np.concatenate([row_hashes(vectors[i : i + 1], pa.table({"a": with_nulls.slice(i, 1)})) for i in range(n)])
+    assert np.array_equal(single, mixed)
+
+
+def test_row_hashes_take_temporal_values_no_python_datetime_holds() -> None:
+    extremes = pa.array([2**62, -(2**62), 2**63 - 1, None], pa.timestamp("us"))
+    days = pa.array([2**31 - 1, -(2**31), 0, None], pa.int32()).cast(pa.date32())
+    hashes = row_hashes(np.zeros((4, 2), np.float32), pa.table({"ts": extremes, "day": days}))
+    assert len({h.tobytes() for h in hashes}) == 4
+
+
+def test_adjacent_string_columns_do_not_run_together() -> None:
+    a = pa.table({"x": ["ab", "a"], "y": ["c", "bc"]})
+    hashes = row_hashes(np.zeros((2, 2), np.float32), a)
+    assert not np.array_equal(hashes[0], hashes[1])

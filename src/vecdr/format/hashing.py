@@ -17,18 +17,54 @@ def sha256_hex(data: bytes | memoryview | pa.Buffer) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _fixed_width(column: pa.Array) -> pa.Array | None:
+    """The column as plain integers or floats of the same width, where it is fixed-width."""
+    typ = column.type
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        return column
+    if pa.types.is_boolean(typ):
+        return column.cast(pa.uint8())
+    if pa.types.is_temporal(typ) and not pa.types.is_interval(typ):
+        # Temporal values as their stored integers: any value hashes, even years past
+        # 9999 or PostgreSQL's ±infinity, which no Python datetime holds.
+        return column.cast(pa.int64() if typ.bit_width == 64 else pa.int32())
+    return None
+
+
 def _attribute_bytes(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
-    """One byte string per row that changes whenever the row's value changes."""
+    """One byte string per row that changes whenever the row's value changes.
+
+    A NULL flag byte, then the value: fixed-width values by their bytes, strings
+    and binaries by their length and bytes, anything else by the length and bytes
+    of its repr. A row's encoding never depends on the other rows of its batch.
+    """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    valid = (
+        np.ones(len(column), dtype=bool) if column.null_count == 0 else column.is_valid().to_numpy(zero_copy_only=False)
+    )
+    fixed = _fixed_width(column)
+    if fixed is not None:
+        width = fixed.type.bit_width // 8
+        raw = np.frombuffer(fixed.buffers()[1], dtype=np.uint8)
+        start = fixed.offset * width
+        raw = raw[start : start + len(fixed) * width].reshape(len(fixed), width).copy()
+        raw[~valid] = 0  # a NULL's slot holds arbitrary bytes
+        rows = np.hstack([valid.astype(np.uint8)[:, None], raw])
+        return [row.tobytes() for row in rows]
     typ = column.type
-    if (pa.types.is_integer(typ) or pa.types.is_floating(typ)) and column.null_count == 0:
-        width = typ.bit_width // 8
-        raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)
-        start = column.offset * width
-        raw = raw[start : start + len(column) * width].reshape(len(column), width)
-        return [row.tobytes() for row in raw]
-    return [repr(value).encode() for value in column.to_pylist()]
+    text = any(
+        check(typ)
+        for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+    )
+    out = []
+    for value in column.to_pylist():
+        if value is None:
+            out.append(b"\x00")
+            continue
+        data = (value.encode() if isinstance(value, str) else value) if text else repr(value).encode()
+        out.append(b"\x01" + len(data).to_bytes(8, "little") + data)
+    return out
 
 
 def row_hashes(vectors: np.ndarray, attributes: pa.Table | None = None) -> np.ndarray:
@@ -46,7 +82,7 @@ def row_hashes(vectors: np.ndarray, attributes: pa.Table | None = None) -> np.nd
     vec = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint8).reshape(n, -1)
     if attributes is not None and attributes.num_columns:
         cols = [_attribute_bytes(attributes.column(i)) for i in range(attributes.num_columns)]
-        extra = [b"\x1f".join(parts) for parts in zip(*cols, strict=True)]
+        extra = [b"".join(parts) for parts in zip(*cols, strict=True)]
         digests = []
         for row, more in zip(vec, extra, strict=True):
             h = xxhash.xxh3_128(row)
