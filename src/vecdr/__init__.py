@@ -132,12 +132,13 @@ def restore_index(
     collection: str | None = None,
     as_of: str | datetime | None = None,
     factory: str | None = None,
+    gpu: str | bool | None = "auto",
     reporter: Reporter = NULL,
 ) -> Any:
-    """Restore a snapshot into an in-memory FAISS index and return it."""
+    """Restore a snapshot into an in-memory FAISS index and return it (``gpu``: see docs/gpu.md)."""
     from vecdr.backends.faiss import FaissTarget, fi
 
-    target = FaissTarget(None, factory=factory)
+    target = FaissTarget(None, factory=factory, gpu=gpu)
     _restore(open_repository(repo), target, snapshot, collection=collection, as_of=as_of,
              reporter=reporter)
     if target.index is None and target.blob is not None:

@@ -20,7 +20,8 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   ├── LossyIndexError
     │   └── SchemaError
     ├── TargetError
-    │   └── TargetExistsError            (FileExistsError)
+    │   ├── TargetExistsError            (FileExistsError)
+    │   └── GpuUnavailableError          (gpu="require" and no GPU build path)
     ├── UsageError                       (ValueError: an invalid or conflicting argument)
     ├── BackendError
     │   ├── UnknownSchemeError           (ValueError)
@@ -110,6 +111,10 @@ class TargetError(VecdrError):
 
 class TargetExistsError(TargetError, FileExistsError):
     """The restore target already exists and ``force`` was not given."""
+
+
+class GpuUnavailableError(TargetError):
+    """``gpu="require"``, and the rebuild cannot run on a GPU; the message says why."""
 
 
 class UsageError(VecdrError, ValueError):

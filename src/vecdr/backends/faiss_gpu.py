@@ -35,7 +35,7 @@ import faiss
 import numpy as np
 
 from vecdr.backends import faiss_index as fi
-from vecdr.errors import TargetError, UsageError
+from vecdr.errors import GpuUnavailableError, TargetError, UsageError
 
 MODES = ("auto", "on", "off", "require")
 
@@ -59,10 +59,6 @@ MIN_GRAPH_ROWS = 4096
 LIST_GROWTH = 1.25
 
 INSTALL_HINT = "pip install 'vecdr[gpu]'"
-
-
-class GpuUnavailableError(TargetError):
-    """``gpu="require"``, and the rebuild cannot run on a GPU; the message says why."""
 
 
 # -- choices, as pure functions --------------------------------------------------
