@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from vecdr.errors import IntegrityError
 from vecdr.format.deletions import decode_deletions
-from vecdr.format.hashing import row_hashes
+from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes
 from vecdr.format.manifest import Manifest, SegmentEntry
 from vecdr.format.rowhashes import encode_row_hashes
 from vecdr.format.segment import decode_segment, encode_segment, vectors_from_arrow
@@ -79,10 +79,15 @@ class SegmentWriter:
         ref, new = self.repo.put("segments", encode_segment(table), "parquet")
         ids = table.column("id").combine_chunks()
         if hashes is None:
+            # Batch by batch: the vectors are hashed where they lie, never copied together.
             dimension = self.schema.field("vector").type.list_size
-            attrs = table.drop_columns(["id", "vector"]) if table.num_columns > 2 else None
-            hashes = row_hashes(vectors_from_arrow(table.column("vector"), dimension), attrs)
+            parts = [np.empty((0, ROW_HASH_BYTES), np.uint8)]
+            for batch in table.to_batches():
+                attrs = pa.Table.from_batches([batch]).drop_columns(["id", "vector"]) if batch.num_columns > 2 else None
+                parts.append(row_hashes(vectors_from_arrow(batch.column("vector"), dimension), attrs))
+            hashes = np.concatenate(parts)
         sidecar = encode_row_hashes(ids, hashes)
+        pa.default_memory_pool().release_unused()  # encoding scratch back to the system, not kept for later
         href, hnew = self.repo.put("artifacts", sidecar, "hashes.parquet")
         written = (ref.size if new else 0) + (href.size if hnew else 0)
         return SegmentEntry(object=ref, rows=table.num_rows, live=table.num_rows, hashes=href), written

@@ -14,6 +14,7 @@ is NULL and every column has a fixed width, else row by row.
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -90,7 +91,8 @@ class CopyReader:
         offsets, lengths, end = self._locate()
         if len(offsets):
             yield self._build(offsets, lengths)
-        del self._buf[:end]
+        # A fresh buffer for what is left: the big one goes back to the system now.
+        self._buf = bytearray(memoryview(self._buf)[end:])
         self._pos = 0
         if final and not self._done:
             raise SourceError("the COPY stream ended in the middle of a row")
@@ -187,7 +189,11 @@ class CopyReader:
                 f"column {column.name!r} holds a {(bad - 4) // 4}-dimensional vector among {d}-dimensional ones"
             )
         raw = _gather(self._buf, offsets + 4, 4 * d)
-        bits = raw.view(">u4").astype("<u4")
+        if not raw.flags.writeable:
+            raw = raw.copy()
+        bits = raw.view(np.uint32)
+        if sys.byteorder == "little":
+            bits.byteswap(inplace=True)  # big-endian to native, in the copy _gather made
         values = pa.array(bits.view(np.float32).reshape(-1))
         return pa.FixedSizeListArray.from_arrays(values, type=vector_type(d))
 

@@ -17,7 +17,7 @@ from vecdr.backends.pgvector.types import Column, quote
 from vecdr.errors import BackendError, UsageError
 
 #: Bytes of COPY stream buffered before rows are decoded (memory stays near this).
-READ_CHUNK_BYTES = 32 << 20
+READ_CHUNK_BYTES = 16 << 20
 
 
 def _options(table: str | None, id: str | None, vector: str | None, schema: str | None) -> dict[str, str]:
