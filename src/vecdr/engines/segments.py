@@ -62,9 +62,10 @@ class SegmentWriter:
             self.pending_rows += part.num_rows
             taken += part.num_rows
             if self.pending_rows >= self.rows_per_segment:
-                self._flush()
+                self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Start encoding the rows buffered so far as a segment (without waiting for it)."""
         if not self.pending_rows:
             return
         table = pa.concat_tables(self.pending).cast(self.schema)
@@ -94,7 +95,7 @@ class SegmentWriter:
 
     def finish(self) -> list[tuple[SegmentEntry, int]]:
         """Write what is buffered and wait; returns (entry, bytes newly written) per segment."""
-        self._flush()
+        self.flush()
         while self.inflight:
             self.done.append(self.inflight.popleft().result())
         self.pool.shutdown()

@@ -229,29 +229,36 @@ class _Snapshotter:
         self.dead[fresh] = True
         return len(fresh)
 
+    def _updated_segments(self) -> tuple[list[SegmentEntry], int]:
+        """Previous segments that keep live rows, with updated deletion vectors (written in parallel)."""
+        if self.prev is None:
+            return [], 0
+        dead_by_seg = _group_dead(self.prev_rows, self.dead)
+
+        def update(i: int, entry: SegmentEntry) -> tuple[SegmentEntry | None, int]:
+            newly_dead = dead_by_seg.get(i)
+            if newly_dead is None:
+                return entry, 0
+            mask = dead_mask(self.repo, entry)
+            mask = np.zeros(entry.rows, dtype=bool) if mask is None else mask.copy()
+            mask[newly_dead] = True
+            live = int(entry.rows - mask.sum())
+            if live == 0:
+                return None, 0
+            ref, new = self.repo.put("artifacts", encode_deletions(mask), "del")
+            return SegmentEntry(entry.object, entry.rows, live, entry.hashes, ref), ref.size if new else 0
+
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="vecdr-deletions") as pool:
+            results = list(pool.map(update, range(len(self.prev.segments)), self.prev.segments))
+        return [entry for entry, _ in results if entry is not None], sum(size for _, size in results)
+
     def finish(self, deleted: int, with_index: bool, tags: tuple[str, ...], mode: str,
                started: float) -> tuple[Manifest, int]:
+        # The last segment encodes while the deletion vectors are written.
+        self.writer.flush()
+        segments, bytes_written = self._updated_segments()
         written = self.writer.finish()
-        bytes_written = sum(new_bytes for _, new_bytes in written)
-
-        # Previous segments that keep live rows, with updated deletion vectors.
-        segments: list[SegmentEntry] = []
-        if self.prev is not None:
-            dead_by_seg = _group_dead(self.prev_rows, self.dead)
-            for i, entry in enumerate(self.prev.segments):
-                newly_dead = dead_by_seg.get(i)
-                if newly_dead is None:
-                    segments.append(entry)
-                    continue
-                mask = dead_mask(self.repo, entry)
-                mask = np.zeros(entry.rows, dtype=bool) if mask is None else mask.copy()
-                mask[newly_dead] = True
-                live = int(entry.rows - mask.sum())
-                if live == 0:
-                    continue
-                ref, new = self.repo.put("artifacts", encode_deletions(mask), "del")
-                bytes_written += ref.size if new else 0
-                segments.append(SegmentEntry(entry.object, entry.rows, live, entry.hashes, ref))
+        bytes_written += sum(new_bytes for _, new_bytes in written)
         segments.extend(entry for entry, _ in written)
 
         artifacts = {}
