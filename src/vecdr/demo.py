@@ -17,6 +17,7 @@ import argparse
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", default="demo-output")
     parser.add_argument("--no-pgvector", action="store_true", help="skip the PostgreSQL part")
     args = parser.parse_args(argv)
+    warnings.showwarning = lambda message, *rest, **kw: print(f"    warning: {message}")
 
     n, d = args.rows, args.dim
     work = Path(args.dir)

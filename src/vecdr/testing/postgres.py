@@ -58,7 +58,9 @@ class LocalPostgres:
 def start(folder: str | os.PathLike[str]) -> LocalPostgres:
     """Start (or reuse) a server whose data lives in ``folder``; pgvector is created in ``postgres``."""
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset on servers
+            import pgserver
     except ImportError as exc:
         raise BackendUnavailableError("a local PostgreSQL needs pgserver: pip install 'vecdr[pgvector]'") from exc
     folder = Path(folder)
