@@ -528,3 +528,15 @@ def test_devices_report_their_memory() -> None:
     assert problem is None and found
     for device in found:
         assert device.total and 0 < device.free <= device.total
+
+
+def test_a_faiss_error_while_adding_on_the_gpu_is_a_target_error() -> None:
+    """A failure once the index lives on the GPU (say, out of memory) is a one-line TargetError."""
+    target = FaissTarget(None, gpu="off")
+    target.index = faiss.index_factory(8, "IVF4,Flat")  # untrained: FAISS refuses to add
+    target._gpu = object()  # stands for a build whose index was moved to a GPU
+    with pytest.raises(TargetError, match="adding vectors on the GPU failed .*--gpu off"):
+        target._add(np.arange(3, dtype=np.int64), np.zeros((3, 8), np.float32))
+    target._gpu = None  # on the CPU the FAISS error is left as it is
+    with pytest.raises(RuntimeError):
+        target._add(np.arange(3, dtype=np.int64), np.zeros((3, 8), np.float32))

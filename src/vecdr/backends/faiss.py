@@ -499,10 +499,17 @@ class FaissTarget(Target):
     def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         assert self.index is not None
         started = time.perf_counter()
-        if self._plain:
-            self.index.add(vectors)
-        elif not add_vectors(self.index, vectors, ids):
-            self.index.add_with_ids(vectors, ids)
+        try:
+            if self._plain:
+                self.index.add(vectors)
+            elif not add_vectors(self.index, vectors, ids):
+                self.index.add_with_ids(vectors, ids)
+        except RuntimeError as exc:
+            if self._gpu is None:
+                raise
+            # Out of GPU memory, or a layout the GPU rejects, after the index moved there.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TargetError(f"adding vectors on the GPU failed ({reason}); restore with --gpu off") from exc
         self.phases["add"] = self.phases.get("add", 0.0) + time.perf_counter() - started
 
     def finish(self) -> dict[str, float]:
