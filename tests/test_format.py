@@ -504,3 +504,22 @@ def test_adjacent_string_columns_do_not_run_together() -> None:
     a = pa.table({"x": ["ab", "a"], "y": ["c", "bc"]})
     hashes = row_hashes(np.zeros((2, 2), np.float32), a)
     assert not np.array_equal(hashes[0], hashes[1])
+
+
+def test_a_segment_larger_than_its_buffer_still_encodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Encoding writes into a buffer sized up front; one too small falls back to a growing stream."""
+    from vecdr.format import segment
+
+    rng = np.random.default_rng(3)
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(500, dtype=np.int64)),
+            "vector": segment.vectors_to_arrow(rng.standard_normal((500, 16)).astype(np.float32)),
+            "note": pa.array([f"row {i}" for i in range(500)]),
+        }
+    )
+    roomy = encode_segment(table)
+    monkeypatch.setattr(segment, "_capacity", lambda table: 64)
+    cramped = encode_segment(table)
+    assert cramped.to_pybytes() == roomy.to_pybytes()
+    assert decode_segment(cramped).equals(table)

@@ -84,13 +84,15 @@ def row_group_rows(dimension: int) -> int:
     return int(min(65536, max(1024, 1 << (rows.bit_length() - 1))))
 
 
+def _capacity(table: pa.Table) -> int:
+    """Room for a segment's Parquet bytes: its rows in memory, an eighth more, and 1 MiB."""
+    return table.nbytes + table.nbytes // 8 + (1 << 20)
+
+
 def encode_segment(table: pa.Table) -> pa.Buffer:
     """Serialize a table of the segment schema to Parquet (a bytes-like buffer, not copied)."""
     dimension = table.schema.field(VECTOR).type.list_size
-    sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
-        sink,
+    options = dict(
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
         row_group_size=row_group_rows(dimension),
@@ -98,7 +100,17 @@ def encode_segment(table: pa.Table) -> pa.Buffer:
         use_byte_stream_split=[f"{VECTOR}.list.element"],
         write_statistics=[ID],
     )
-    return sink.getvalue()
+    # Into one buffer sized up front (the file is smaller than its rows in memory): a
+    # growing stream would copy itself as it doubles and hold up to twice the file.
+    buffer = pa.allocate_buffer(_capacity(table))
+    sink = pa.FixedSizeBufferWriter(buffer)
+    try:
+        pq.write_table(table, sink, **options)
+        return buffer.slice(0, sink.tell())
+    except (pa.ArrowException, OSError):  # rows that encode larger than they are
+        stream = pa.BufferOutputStream()
+        pq.write_table(table, stream, **options)
+        return stream.getvalue()
 
 
 def decode_segment(
