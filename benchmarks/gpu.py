@@ -30,7 +30,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import log, machine_info, settle  # noqa: E402  (the core benchmark's helpers)
+from run import log, machine_info, recall_at_10, settle  # noqa: E402  (the core benchmark's helpers)
 
 #: case name -> (index factory, search parameter, value) used to measure recall
 CASES: dict[str, tuple[str, str, int]] = {
@@ -53,11 +53,6 @@ def make_data(n: int, nq: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarra
             x[at : at + m] += 0.5 * rng.standard_normal((m, d), dtype=np.float32)
         out.append(x)
     return out[0], out[1]
-
-
-def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True))
-    return hits / (10 * len(truth))
 
 
 def restore_once(repo: Any, path: Path, factory: str, mode: str) -> tuple[float, Any]:

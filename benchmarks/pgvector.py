@@ -40,7 +40,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from run import PhaseTimer, dir_bytes, log, machine_info, stats  # noqa: E402  (the core benchmark's helpers)
+from run import (  # noqa: E402  (the core benchmark's helpers)
+    PhaseTimer,
+    dir_bytes,
+    log,
+    machine_info,
+    print_figures,
+    recall_at_10,
+    record_figure,
+    stats,
+)
 
 TABLE = "items"
 SOURCE_DB = "bench"
@@ -337,17 +346,7 @@ def restore_phases(lines: list[tuple[float, str]], total: float) -> dict[str, fl
 
 
 def figure(figures: dict[str, Any], name: str, value: float, basis: str, **extra: Any) -> None:
-    op, threshold, meaning = TARGETS[name]
-    ok = value <= threshold if op == "<=" else value >= threshold
-    figures[name] = {
-        "value": round(value, 6),
-        "target": f"{op} {threshold}",
-        "pass": bool(ok),
-        "meaning": meaning,
-        "basis": basis,
-        **extra,
-    }
-    log(f"{name} = {value:.4f} (target {op} {threshold}): {'PASS' if ok else 'MISS'}")
+    record_figure(figures, TARGETS, name, value, basis, **extra)
 
 
 # -- cases ----------------------------------------------------------------------------
@@ -574,10 +573,6 @@ def search_sql(pg: Any, db: str, queries: np.ndarray, ef_search: int) -> tuple[n
     return found, seconds, plan
 
 
-def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
-    return sum(len(set(f) & set(t)) for f, t in zip(found.tolist(), truth.tolist(), strict=True)) / truth.size
-
-
 def case_recall(pg: Any, x: np.ndarray, queries: np.ndarray, ef_search: int, figures: dict[str, Any]) -> dict[str, Any]:
     import faiss
 
@@ -641,14 +636,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def print_table(doc: dict[str, Any]) -> None:
-    rows = [("figure", "value", "target", "result", "basis")]
-    for name, f in doc["figures"].items():
-        rows.append((name, f"{f['value']:.4f}", f["target"], "PASS" if f["pass"] else "MISS", f["basis"]))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=False)) + "  " + r[4])
-        if i == 0:
-            print("  ".join("-" * w for w in widths) + "  " + "-" * 5)
+    print_figures(doc["figures"])
     cfg = doc["config"]
     print(
         f"\n{cfg['rows']} x {cfg['dim']} ({cfg['data']}), {doc['wall_seconds']:.0f}s wall; "

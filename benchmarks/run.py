@@ -184,17 +184,34 @@ class Bench:
         return seconds, result
 
     def figure(self, name: str, value: float, basis: str, **extra: Any) -> None:
-        op, threshold, meaning = TARGETS[name]
-        ok = value <= threshold if op == "<=" else value >= threshold
-        self.figures[name] = {
-            "value": round(value, 6),
-            "target": f"{op} {threshold}",
-            "pass": bool(ok),
-            "meaning": meaning,
-            "basis": basis,
-            **extra,
-        }
-        log(f"{name} = {value:.4f} (target {op} {threshold}): {'PASS' if ok else 'MISS'}")
+        record_figure(self.figures, TARGETS, name, value, basis, **extra)
+
+
+def record_figure(
+    figures: dict[str, Any],
+    targets: dict[str, tuple[str, float, str]],
+    name: str,
+    value: float,
+    basis: str,
+    **extra: Any,
+) -> None:
+    """Judge ``value`` against ``targets[name]`` (op, threshold, meaning) and record it in ``figures``."""
+    op, threshold, meaning = targets[name]
+    ok = value <= threshold if op == "<=" else value >= threshold
+    figures[name] = {
+        "value": round(value, 6),
+        "target": f"{op} {threshold}",
+        "pass": bool(ok),
+        "meaning": meaning,
+        "basis": basis,
+        **extra,
+    }
+    log(f"{name} = {value:.4f} (target {op} {threshold}): {'PASS' if ok else 'MISS'}")
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    """Share of the true top-10 ids found, over all queries."""
+    return sum(len(set(f) & set(t)) for f, t in zip(found.tolist(), truth.tolist(), strict=True)) / truth.size
 
 
 def make_vectors(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -806,9 +823,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def print_table(doc: dict[str, Any]) -> None:
+def print_figures(figures: dict[str, Any]) -> None:
+    """The figures as a table: name, value, target, PASS/MISS, basis."""
     rows = [("figure", "value", "target", "result", "basis")]
-    for name, f in doc["figures"].items():
+    for name, f in figures.items():
         rows.append((name, f"{f['value']:.4f}", f["target"], "PASS" if f["pass"] else "MISS",
                      f["basis"]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -816,6 +834,10 @@ def print_table(doc: dict[str, Any]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=False)) + "  " + r[4])
         if i == 0:
             print("  ".join("-" * w for w in widths) + "  " + "-" * 5)
+
+
+def print_table(doc: dict[str, Any]) -> None:
+    print_figures(doc["figures"])
     cfg = doc["config"]
     print(f"\n{cfg['rows']} x {cfg['dim']}, HNSW rows {cfg.get('hnsw_rows_used')}, "
           f"{doc['wall_seconds']:.0f}s wall; all pass: {doc['all_pass']}; results: {doc['out']}")
