@@ -9,7 +9,7 @@ incremental snapshots read only what changed. See docs/pgvector.md.
 from __future__ import annotations
 
 from vecdr.backends.pgvector import tracking
-from vecdr.backends.pgvector.dsn import SCHEMES, Dsn, build
+from vecdr.backends.pgvector.dsn import SCHEMES, Dsn, build, shown_options
 from vecdr.backends.pgvector.source import PgvectorSource
 from vecdr.backends.pgvector.target import PgvectorTarget
 from vecdr.errors import UsageError
@@ -27,8 +27,7 @@ def _parse(uri: str) -> tuple[Dsn, str, str | None, str | None]:
     options.pop("vector", None)
     if not table:
         raise UsageError("name the table: postgresql://…/db?table=NAME")
-    shown = {k: v for k, v in (("table", table), ("schema", schema)) if v}
-    return build(path, options, shown), table, schema, id_
+    return build(path, options, shown_options(table=table, schema=schema)), table, schema, id_
 
 
 def enable_tracking(uri: str) -> str:

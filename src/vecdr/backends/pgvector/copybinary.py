@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecdr.backends.pgvector.types import ARROW_OF_KIND, PG_EPOCH_DAYS, PG_EPOCH_US, Column
 from vecdr.errors import DimensionMismatchError, SchemaError, SourceError
+from vecdr.format.segment import vector_type
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER = SIGNATURE + struct.pack(">ii", 0, 0)
@@ -40,6 +42,21 @@ _NUMPY_OF_KIND = {
     "timestamptz": ">i8",
     "date": ">i4",
 }
+
+
+#: Bytes of COPY stream buffered before rows are decoded (memory stays near this).
+READ_CHUNK_BYTES = 16 << 20
+
+
+def read_tables(
+    chunks: Iterable[bytes | memoryview], reader: CopyReader, chunk_bytes: int = READ_CHUNK_BYTES
+) -> Iterator[pa.Table]:
+    """Decode a COPY stream given in chunks of any size, about ``chunk_bytes`` at a time."""
+    for chunk in chunks:
+        reader.feed(chunk)
+        if reader.buffered() >= chunk_bytes:
+            yield from reader.tables()
+    yield from reader.tables(final=True)
 
 
 class CopyReader:
@@ -177,8 +194,6 @@ class CopyReader:
         return pa.Table.from_arrays(arrays, names=self.names)
 
     def _vectors(self, offsets: np.ndarray, lengths: np.ndarray, column: Column) -> pa.Array:
-        from vecdr.format.segment import vector_type
-
         d = self.dimension
         if (lengths < 0).any():
             nulls = int((lengths < 0).sum())
@@ -282,17 +297,11 @@ def encode_rows(arrays: list[pa.Array], columns: list[Column], header: bool) -> 
 def _vector_matrix(array: pa.Array) -> np.ndarray:
     if pa.types.is_fixed_size_list(array.type):
         return array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
-    lengths = pc_list_lengths(array)
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
     if len(lengths) and (lengths != lengths[0]).any():
         raise DimensionMismatchError("vectors of different dimensions in one column")
     d = int(lengths[0]) if len(lengths) else 0
     return array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), d)
-
-
-def pc_list_lengths(array: pa.Array) -> np.ndarray:
-    import pyarrow.compute as pc
-
-    return pc.list_value_length(array).to_numpy(zero_copy_only=False)
 
 
 def _numeric(array: pa.Array, column: Column) -> np.ndarray:

@@ -45,6 +45,17 @@ def redact(uri: str) -> str:
     return f"{scheme}{sep}{path}" + (f"?{query}" if query else "")
 
 
+def shown_options(**options: str | None) -> dict[str, str]:
+    """vecdr's own URI options that were given, in a stable order, for the shown URI."""
+    return {name: value for name, value in options.items() if value}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a database error: the reason, without PostgreSQL's context lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def build(path: str, libpq: dict[str, Any], vecdr_options: dict[str, Any]) -> Dsn:
     """The libpq URI for ``postgresql:PATH`` plus ``libpq`` parameters, and its shown form."""
     if not path.startswith("//"):

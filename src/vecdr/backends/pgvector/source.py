@@ -11,17 +11,11 @@ import pyarrow as pa
 from vecdr.backends.base import ChangeSet, Source, SourceInfo
 from vecdr.backends.pgvector import tracking
 from vecdr.backends.pgvector.catalog import ID_KINDS, TableInfo, describe, portable_index
-from vecdr.backends.pgvector.copybinary import CopyReader
-from vecdr.backends.pgvector.dsn import Dsn, build, connect
+from vecdr.backends.pgvector.copybinary import CopyReader, read_tables
+from vecdr.backends.pgvector.dsn import Dsn, build, connect, first_line, shown_options
 from vecdr.backends.pgvector.types import Column, quote
 from vecdr.errors import BackendError, UsageError
-
-#: Bytes of COPY stream buffered before rows are decoded (memory stays near this).
-READ_CHUNK_BYTES = 16 << 20
-
-
-def _options(table: str | None, id: str | None, vector: str | None, schema: str | None) -> dict[str, str]:
-    return {k: v for k, v in (("table", table), ("id", id), ("vector", vector), ("schema", schema)) if v}
+from vecdr.format.segment import id_type, segment_schema
 
 
 class PgvectorSource(Source):
@@ -47,7 +41,7 @@ class PgvectorSource(Source):
     ) -> None:
         if not table:
             raise UsageError("a pgvector source needs the table: postgresql://…/db?table=NAME")
-        self.dsn: Dsn = build(path, libpq, _options(table, id, vector, schema))
+        self.dsn: Dsn = build(path, libpq, shown_options(table=table, id=id, vector=vector, schema=schema))
         super().__init__(self.dsn.shown)
         self.conn = connect(self.dsn)
         try:
@@ -63,7 +57,7 @@ class PgvectorSource(Source):
             )
         except psycopg.Error as exc:  # e.g. no privilege on the table
             self.conn.close()
-            raise BackendError(f"cannot read {table} on {self.dsn.shown}: {_first_line(exc)}") from exc
+            raise BackendError(f"cannot read {table} on {self.dsn.shown}: {first_line(exc)}") from exc
         except BaseException:
             self.conn.close()
             raise
@@ -87,19 +81,25 @@ class PgvectorSource(Source):
         vector_at = columns.index(self.table.vector) if self.table.vector in columns else -1
         return CopyReader(columns, names, self.table.dimension, vector_at)
 
-    def _copy(self, columns: list[Column], where: str = "", batch_rows: int = 1 << 62) -> Iterator[pa.Table]:
-        select = ", ".join(self._select(c) for c in columns)
+    def _stream(self, query: str, columns: list[Column], batch_rows: int = 1 << 62) -> Iterator[pa.Table]:
+        """The rows of a ``COPY … TO STDOUT (FORMAT BINARY)`` yielding ``columns``."""
         reader = self._reader(columns)
-        query = f"COPY (SELECT {select} FROM {self.table.qualified} {where}) TO STDOUT (FORMAT BINARY)"
         try:
             with self.conn.cursor() as cur, cur.copy(query) as copy:
-                for chunk in copy:
-                    reader.feed(chunk)
-                    if reader.buffered() >= READ_CHUNK_BYTES:
-                        yield from _sliced(reader.tables(), batch_rows)
-            yield from _sliced(reader.tables(final=True), batch_rows)
+                for table in read_tables(copy, reader):
+                    for offset in range(0, table.num_rows, batch_rows):
+                        yield table.slice(offset, batch_rows)
         except psycopg.Error as exc:
             raise BackendError(f"reading {self.table.schema}.{self.table.name} failed: {exc}") from exc
+
+    def _copy(self, columns: list[Column], where: str = "", batch_rows: int = 1 << 62) -> Iterator[pa.Table]:
+        select = ", ".join(self._select(c) for c in columns)
+        query = f"COPY (SELECT {select} FROM {self.table.qualified} {where}) TO STDOUT (FORMAT BINARY)"
+        return self._stream(query, columns, batch_rows)
+
+    def _ids(self, query: str) -> pa.Array:
+        parts = [t.column("id").combine_chunks() for t in self._stream(query, [self.table.id])]
+        return pa.concat_arrays(parts) if parts else pa.array([], id_type(ID_KINDS[self.table.id.kind]))
 
     # -- Source -------------------------------------------------------------------
 
@@ -128,8 +128,8 @@ class PgvectorSource(Source):
         )
 
     def ids(self) -> pa.Array:
-        parts = [t.column("id").combine_chunks() for t in self._copy([self.table.id])]
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.int64())
+        select = self._select(self.table.id)
+        return self._ids(f"COPY (SELECT {select} FROM {self.table.qualified}) TO STDOUT (FORMAT BINARY)")
 
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:
         yield from self._copy(self._columns(), batch_rows=batch_rows)
@@ -142,13 +142,11 @@ class PgvectorSource(Source):
         ids_in_log = f"SELECT DISTINCT id FROM {log}"
         upserts_parts = list(self._copy(self._columns(), f"WHERE {quote(self.table.id.name)} IN ({ids_in_log})"))
         upserts = pa.concat_tables(upserts_parts) if upserts_parts else self._empty()
-        deleted = tracking.deleted_ids(self.conn, self.table, log, self._reader([self.table.id]))
+        deleted = self._ids(tracking.deleted_ids_query(self.table, log))
         token = self.conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
         return ChangeSet(base=base, upserts=upserts, deletes=deleted, token=token)
 
     def _empty(self) -> pa.Table:
-        from vecdr.format.segment import segment_schema
-
         schema = segment_schema(self.table.dimension, ID_KINDS[self.table.id.kind])
         fields = list(schema) + [c.arrow_field() for c in self.table.attributes]
         return pa.schema(fields).empty_table()
@@ -161,14 +159,3 @@ class PgvectorSource(Source):
         if not self.conn.closed:
             self.conn.rollback()
             self.conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _sliced(tables: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
-    for table in tables:
-        for offset in range(0, table.num_rows, rows):
-            yield table.slice(offset, rows)

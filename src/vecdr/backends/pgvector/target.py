@@ -20,7 +20,7 @@ import pyarrow as pa
 from vecdr.backends.base import RestoreSpec, Target
 from vecdr.backends.pgvector.catalog import split_table
 from vecdr.backends.pgvector.copybinary import TRAILER, encode_rows
-from vecdr.backends.pgvector.dsn import Dsn, build, connect
+from vecdr.backends.pgvector.dsn import Dsn, build, connect, first_line, shown_options
 from vecdr.backends.pgvector.types import Column, column_for_field, quote
 from vecdr.errors import (
     BackendError,
@@ -66,8 +66,7 @@ class PgvectorTarget(Target):
 
         if not table:
             raise UsageError("a pgvector target needs the table: postgresql://…/db?table=NAME")
-        options = {k: v for k, v in (("table", table), ("schema", schema), ("id", id), ("vector", vector)) if v}
-        self.dsn: Dsn = build(path, libpq, options)
+        self.dsn: Dsn = build(path, libpq, shown_options(table=table, schema=schema, id=id, vector=vector))
         super().__init__(self.dsn.shown)
         self.schema, self.name = split_table(table, schema)
         self.id_name, self.vector_name = id, vector
@@ -109,7 +108,7 @@ class PgvectorTarget(Target):
         try:
             conn.execute(f"CREATE TABLE {quote(self.schema)}.{quote(self.staging)} ({cols})")
         except psycopg.Error as exc:  # e.g. no privilege on the schema
-            raise TargetError(f"cannot create {self.schema}.{self.name}: {_first_line(exc)}") from exc
+            raise TargetError(f"cannot create {self.schema}.{self.name}: {first_line(exc)}") from exc
         conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (self.maintenance_work_mem,))
         conn.execute("SELECT set_config('max_parallel_maintenance_workers', %s, true)", (str(self.workers),))
         self.phases["create"] = time.perf_counter() - started
@@ -125,7 +124,7 @@ class PgvectorTarget(Target):
         try:
             conn.execute("CREATE EXTENSION vector")
         except psycopg.Error as exc:
-            raise BackendError(f"cannot create the pgvector extension on {self.dsn.shown}: {_first_line(exc)}") from exc
+            raise BackendError(f"cannot create the pgvector extension on {self.dsn.shown}: {first_line(exc)}") from exc
 
     def _layout(self, spec: RestoreSpec) -> tuple[list[Column], list[str]]:
         recorded = spec.index if spec.index.get("engine") == "pgvector" else {}
@@ -170,8 +169,6 @@ class PgvectorTarget(Target):
         assert self.conn is not None
         started = time.perf_counter()
         arrays = [rows.column(name).combine_chunks() for name in self.sources]
-        if self.columns[0].kind == "int2" or self.columns[0].kind == "int4":
-            arrays[0] = arrays[0].cast(pa.int64())
         data = encode_rows(arrays, self.columns, header=True) + TRAILER
         names = ", ".join(quote(c.name) for c in self.columns)
         try:
@@ -183,7 +180,7 @@ class PgvectorTarget(Target):
             ):
                 copy.write(data)
         except psycopg.Error as exc:
-            raise TargetError(f"loading rows into {self.schema}.{self.name} failed: {_first_line(exc)}") from exc
+            raise TargetError(f"loading rows into {self.schema}.{self.name} failed: {first_line(exc)}") from exc
         self.phases["load"] = self.phases.get("load", 0.0) + time.perf_counter() - started
 
     # -- finish -------------------------------------------------------------------
@@ -219,7 +216,7 @@ class PgvectorTarget(Target):
             conn.commit()
             self.phases["publish"] = time.perf_counter() - started
         except psycopg.Error as exc:
-            raise TargetError(f"building {self.schema}.{self.name} failed: {_first_line(exc)}") from exc
+            raise TargetError(f"building {self.schema}.{self.name} failed: {first_line(exc)}") from exc
         finally:
             if not conn.closed:
                 conn.rollback()
@@ -324,8 +321,3 @@ class PgvectorTarget(Target):
                 self.conn.rollback()
             finally:
                 self.conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

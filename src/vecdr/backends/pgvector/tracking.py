@@ -17,11 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 
 from vecdr.backends.pgvector.catalog import TableInfo, describe, split_table
-from vecdr.backends.pgvector.copybinary import CopyReader
-from vecdr.backends.pgvector.dsn import Dsn, connect
+from vecdr.backends.pgvector.dsn import Dsn, connect, first_line
 from vecdr.backends.pgvector.types import quote
 from vecdr.errors import BackendError
 
@@ -41,7 +39,7 @@ def enable(dsn: Dsn, table: str, schema: str | None = None, id: str | None = Non
     try:
         return _enable(dsn, table, schema, id)
     except psycopg.Error as exc:  # e.g. no privilege to create the log or the triggers
-        raise BackendError(f"cannot enable change tracking on {table} ({dsn.shown}): {_first_line(exc)}") from exc
+        raise BackendError(f"cannot enable change tracking on {table} ({dsn.shown}): {first_line(exc)}") from exc
 
 
 def _enable(dsn: Dsn, table: str, schema: str | None, id: str | None) -> str:
@@ -102,7 +100,7 @@ def disable(dsn: Dsn, table: str, schema: str | None = None) -> None:
     try:
         _disable(dsn, table, schema)
     except psycopg.Error as exc:
-        raise BackendError(f"cannot disable change tracking on {table} ({dsn.shown}): {_first_line(exc)}") from exc
+        raise BackendError(f"cannot disable change tracking on {table} ({dsn.shown}): {first_line(exc)}") from exc
 
 
 def _disable(dsn: Dsn, table: str, schema: str | None) -> None:
@@ -118,10 +116,6 @@ def _disable(dsn: Dsn, table: str, schema: str | None) -> None:
             conn.execute(f"DELETE FROM {_state_table(schema)} WHERE tbl = %s", (name,))
         conn.commit()
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _literal(text: str) -> str:
@@ -144,18 +138,14 @@ def read_state(conn: psycopg.Connection[Any], table: TableInfo) -> tuple[str | N
     return (base if broken_by is None else None), f"{quote(table.schema)}.{quote(log)}"
 
 
-def deleted_ids(conn: psycopg.Connection[Any], table: TableInfo, log: str, reader: CopyReader) -> pa.Array:
+def deleted_ids_query(table: TableInfo, log: str) -> str:
+    """COPY of the logged ids no longer in the table (as the source's id column reads them)."""
     idc = quote(table.id.name)
     select = "l.id::text" if table.id.kind == "cast" else "l.id"
-    query = (
+    return (
         f"COPY (SELECT DISTINCT {select} FROM {log} l WHERE NOT EXISTS "
         f"(SELECT 1 FROM {table.qualified} t WHERE t.{idc} = l.id)) TO STDOUT (FORMAT BINARY)"
     )
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for chunk in copy:
-            reader.feed(chunk)
-    parts = [t.column("id").combine_chunks() for t in reader.tables(final=True)]
-    return pa.concat_arrays(parts) if parts else pa.array([], pa.int64() if table.id.kind != "text" else pa.string())
 
 
 def trim(dsn: Dsn, table: TableInfo, snapshot: str, seen: str) -> None:
