@@ -506,8 +506,8 @@ def test_adjacent_string_columns_do_not_run_together() -> None:
     assert not np.array_equal(hashes[0], hashes[1])
 
 
-def test_a_segment_larger_than_its_buffer_still_encodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Encoding writes into a buffer sized up front; one too small falls back to a growing stream."""
+def test_arrow_writer_fallback_writes_the_same_segment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should Arrow lay vectors out unexpectedly, it writes the whole file, with equal content."""
     from vecdr.format import segment
 
     rng = np.random.default_rng(3)
@@ -518,8 +518,16 @@ def test_a_segment_larger_than_its_buffer_still_encodes(monkeypatch: pytest.Monk
             "note": pa.array([f"row {i}" for i in range(500)]),
         }
     )
-    roomy = encode_segment(table)
-    monkeypatch.setattr(segment, "_capacity", lambda table: 64)
-    cramped = encode_segment(table)
-    assert cramped.to_pybytes() == roomy.to_pybytes()
-    assert decode_segment(cramped).equals(table)
+    # Arrow writes a nullable vector column itself (segments are always cast non-null)
+    assert decode_segment(encode_segment(table)).equals(table)
+    table = table.cast(segment_schema(16, "int64", pa.schema([pa.field("note", pa.string())])))
+    direct = encode_segment(table)
+    monkeypatch.setattr(segment, "_vector_layout", lambda schema: None)
+    fallback = encode_segment(table)
+    assert bytes(fallback) != bytes(direct)
+    assert decode_segment(fallback).equals(decode_segment(direct))
+    assert decode_segment(direct).equals(table)
+    direct_meta = pq.ParquetFile(pa.BufferReader(direct)).metadata
+    fallback_meta = pq.ParquetFile(pa.BufferReader(fallback)).metadata
+    assert direct_meta.schema.equals(fallback_meta.schema)
+    assert direct_meta.metadata == fallback_meta.metadata  # the same Arrow schema

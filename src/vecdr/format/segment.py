@@ -8,11 +8,16 @@ DuckDB, Polars, Spark) opens a segment without vecdr.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vecdr.errors import IntegrityError, SchemaError
+from vecdr.format import thrift, vectorpages
 
 ID = "id"
 VECTOR = "vector"
@@ -84,33 +89,99 @@ def row_group_rows(dimension: int) -> int:
     return int(min(65536, max(1024, 1 << (rows.bit_length() - 1))))
 
 
-def _capacity(table: pa.Table) -> int:
-    """Room for a segment's Parquet bytes: its rows in memory, an eighth more, and 1 MiB."""
-    return table.nbytes + table.nbytes // 8 + (1 << 20)
+def encode_segment(table: pa.Table) -> bytes | pa.Buffer:
+    """Serialize a table of the segment schema to Parquet (a bytes-like object).
 
+    Arrow writes every column but the vectors; :mod:`vectorpages` writes the vector
+    column chunks, appended after Arrow's, and the footer is Arrow's with those
+    chunks added. Should Arrow ever lay the vector column out differently than
+    expected, Arrow writes the whole file instead.
+    """
+    layout = _vector_layout(table.schema)
+    if layout is None:
+        return _encode_with_arrow(table)
+    stream = pa.BufferOutputStream()
+    rest = table.drop_columns([VECTOR])
+    pq.write_table(rest, stream, **_arrow_options(table.schema, rest.column_names))
+    head = stream.getvalue()
+    footer_end = len(head) - 8
+    data_end = footer_end - int.from_bytes(head[footer_end : footer_end + 4], "little")
+    meta, _ = thrift.decode(head, data_end)
 
-def encode_segment(table: pa.Table) -> pa.Buffer:
-    """Serialize a table of the segment schema to Parquet (a bytes-like buffer, not copied)."""
     dimension = table.schema.field(VECTOR).type.list_size
-    options = dict(
+    column = table.column(VECTOR)
+    zstd = vectorpages.compressor()
+    parts: list[bytes | pa.Buffer] = [head[:data_end]]
+    offset, start = data_end, 0
+    for group in meta.get_value(4, (thrift.STRUCT, []))[1]:
+        rows = group.get_value(3)
+        chunk = vectorpages.encode_vectors(vectors_from_arrow(column.slice(start, rows), dimension), zstd)
+        group.get_value(1)[1].insert(1, chunk.metadata(layout.path, offset))
+        group[2] = (thrift.I64, group.get_value(2) + chunk.uncompressed)
+        if 6 in group:
+            group[6] = (thrift.I64, group.get_value(6) + chunk.size)
+        parts += chunk.parts
+        offset += chunk.size
+        start += rows
+    meta.update(layout.footer_fields)
+    footer = thrift.encode(meta)
+    parts += [footer, len(footer).to_bytes(4, "little"), b"PAR1"]
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What Arrow writes into a footer for a segment schema: the vector leaf's path,
+    and the schema, key-value metadata (the Arrow schema) and column orders."""
+
+    path: list[str]
+    footer_fields: dict[int, tuple[int, Any]]
+
+
+@functools.lru_cache(maxsize=64)
+def _vector_layout(schema: pa.Schema) -> _Layout | None:
+    """The footer fields of ``schema``, taken from an empty file Arrow writes for it;
+    None unless the vectors are the expected required list of required floats at
+    leaf 1 (the one layout :mod:`vectorpages` encodes)."""
+    stream = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), stream, **_arrow_options(schema, schema.names))
+    empty = stream.getvalue()
+    footer_end = len(empty) - 8
+    meta, _ = thrift.decode(empty, footer_end - int.from_bytes(empty[footer_end : footer_end + 4], "little"))
+    elements = meta.get_value(2)[1]
+    if len(elements) < 5 or elements[2].get_value(4) != VECTOR.encode():
+        return None
+    vector, repeated, leaf = elements[2:5]
+    expected = (
+        (vector.get_value(3), vector.get_value(5)) == (0, 1)  # required group, one child
+        and (repeated.get_value(3), repeated.get_value(5)) == (2, 1)  # repeated group, one child
+        and (leaf.get_value(1), leaf.get_value(3), leaf.get_value(5)) == (vectorpages.FLOAT, 0, None)
+        and elements[1].get_value(5) is None  # the id is one leaf, so the vectors are leaf 1
+    )
+    if not expected:
+        return None
+    path = [e.get_value(4).decode() for e in (vector, repeated, leaf)]
+    fields = {k: meta[k] for k in (2, 5, 7) if k in meta}
+    return _Layout(path, fields)
+
+
+def _arrow_options(schema: pa.Schema, columns: list[str]) -> dict[str, Any]:
+    """Arrow's writer options for ``columns`` of a segment of ``schema``."""
+    return dict(
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
-        row_group_size=row_group_rows(dimension),
-        use_dictionary=[name for name in table.column_names if name not in RESERVED],
-        use_byte_stream_split=[f"{VECTOR}.list.element"],
+        row_group_size=row_group_rows(schema.field(VECTOR).type.list_size),
+        use_dictionary=[name for name in columns if name not in RESERVED],
+        use_byte_stream_split=[f"{VECTOR}.list.element"] if VECTOR in columns else False,
         write_statistics=[ID],
     )
-    # Into one buffer sized up front (the file is smaller than its rows in memory): a
-    # growing stream would copy itself as it doubles and hold up to twice the file.
-    buffer = pa.allocate_buffer(_capacity(table))
-    sink = pa.FixedSizeBufferWriter(buffer)
-    try:
-        pq.write_table(table, sink, **options)
-        return buffer.slice(0, sink.tell())
-    except (pa.ArrowException, OSError):  # rows that encode larger than they are
-        stream = pa.BufferOutputStream()
-        pq.write_table(table, stream, **options)
-        return stream.getvalue()
+
+
+def _encode_with_arrow(table: pa.Table) -> pa.Buffer:
+    """The whole segment through Arrow's writer."""
+    stream = pa.BufferOutputStream()
+    pq.write_table(table, stream, **_arrow_options(table.schema, table.column_names))
+    return stream.getvalue()
 
 
 def decode_segment(
