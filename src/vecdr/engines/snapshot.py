@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.metadata import version
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecdr.backends.base import ChangeSet, Source, SourceInfo
+from vecdr.engines.pool import bounded_map
 from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers
 from vecdr.errors import (
     DimensionMismatchError,
@@ -40,6 +40,8 @@ from vecdr.repository.commits import skipped
 
 SCAN_BATCH_ROWS = 65536
 MODES = ("auto", "full", "diff", "tracked")
+#: Deletion vectors written at once: small objects, so latency-bound on object stores.
+DELETION_WRITERS = 8
 
 
 @cache
@@ -97,14 +99,24 @@ def _check_batch(batch: pa.Table, info: SourceInfo, allow_nonfinite: bool) -> np
 
 @dataclass(slots=True)
 class LiveRows:
-    """Every live row of a snapshot: its id, where it sits, and its change hash."""
+    """Live rows of a snapshot: each one's id, where it sits, and its change hash.
+
+    Integer ids are held sorted (the other fields in the same order), so finding an
+    id is a binary search that needs no second copy of the ids: 32 bytes a row.
+    """
 
     ids: pa.Array
     segment: np.ndarray  # position in the manifest's segment list
     row: np.ndarray  # position in that segment
     hash: np.ndarray  # (n, 16) uint8
 
-    _sorted: tuple[np.ndarray, np.ndarray] | None = None
+    @classmethod
+    def of(cls, ids: pa.Array, segment: np.ndarray, row: np.ndarray, hash: np.ndarray) -> LiveRows:
+        if not pa.types.is_integer(ids.type) or not len(ids):
+            return cls(ids, segment, row, hash)
+        keys = ids.to_numpy()
+        order = np.argsort(keys, kind="stable")
+        return cls(pa.array(keys[order]), segment[order], row[order], hash[order])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -116,37 +128,43 @@ class LiveRows:
         if not pa.types.is_integer(self.ids.type):
             pos = pc.index_in(ids, value_set=self.ids)
             return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        # Integer ids: sort once, then binary-search every batch.
-        if self._sorted is None:
-            keys = self.ids.to_numpy()
-            order = np.argsort(keys, kind="stable")
-            self._sorted = (keys[order], order)
-        keys, order = self._sorted
-        want = ids.to_numpy(zero_copy_only=False)
+        keys = self.ids.to_numpy()
+        want = ids.cast(self.ids.type).to_numpy(zero_copy_only=False)
         at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-        return np.where(keys[at] == want, order[at], -1).astype(np.int64)
+        return np.where(keys[at] == want, at, -1).astype(np.int64)
 
 
-def _segment_rows(repo: Repository, entry: SegmentEntry) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """(ids, positions, hashes) of one segment's live rows, from its sidecar."""
+def _segment_rows(
+    repo: Repository, entry: SegmentEntry, only: pa.Array | None
+) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(ids, positions, hashes) of one segment's live rows (those in ``only``), from its sidecar."""
     ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
     if len(ids) != entry.rows:
         raise IntegrityError(
             f"{entry.hashes.key}: {len(ids)} rows, segment has {entry.rows}", path=entry.hashes.key
         )
-    positions = np.arange(entry.rows, dtype=np.int32)
+    keep = np.ones(entry.rows, dtype=bool)
     dead = dead_mask(repo, entry)
     if dead is not None:
-        positions, ids, hashes = positions[~dead], ids.filter(pa.array(~dead)), hashes[~dead]
-    return ids, positions, hashes
+        keep &= ~dead
+    if only is not None:
+        keep &= pc.is_in(ids, value_set=only.cast(ids.type)).to_numpy(zero_copy_only=False)
+    if keep.all():
+        return ids, np.arange(entry.rows, dtype=np.int32), hashes
+    return ids.filter(pa.array(keep)), np.flatnonzero(keep).astype(np.int32), hashes[keep]
 
 
-def live_rows(repo: Repository, manifest: Manifest | None, ids: pa.DataType) -> LiveRows:
-    """Read the live rows of ``manifest`` from its segments' row-hash sidecars (in parallel)."""
+def live_rows(
+    repo: Repository, manifest: Manifest | None, ids: pa.DataType, only: pa.Array | None = None
+) -> LiveRows:
+    """Read the live rows of ``manifest`` from its segments' row-hash sidecars (in parallel).
+
+    With ``only``, just the rows of those ids: what a tracked snapshot needs, in
+    memory that grows with the changes, not with the collection.
+    """
     segments = manifest.segments if manifest else ()
-    with ThreadPoolExecutor(max_workers=default_workers(), thread_name_prefix="vecdr-rows") as pool:
-        parts = list(pool.map(lambda entry: _segment_rows(repo, entry), segments))
-    return LiveRows(
+    parts = bounded_map(lambda entry: _segment_rows(repo, entry, only), segments, default_workers())
+    return LiveRows.of(
         ids=pa.concat_arrays([pa.array([], type=ids)] + [p[0].cast(ids) for p in parts]),
         segment=np.concatenate(
             [np.empty(0, np.int32)] + [np.full(len(p[1]), i, np.int32) for i, p in enumerate(parts)]
@@ -248,8 +266,7 @@ class _Snapshotter:
             ref, new = self.repo.put("artifacts", encode_deletions(mask), "del")
             return SegmentEntry(entry.object, entry.rows, live, entry.hashes, ref), ref.size if new else 0
 
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="vecdr-deletions") as pool:
-            results = list(pool.map(update, range(len(self.prev.segments)), self.prev.segments))
+        results = bounded_map(lambda item: update(*item), enumerate(self.prev.segments), DELETION_WRITERS)
         return [entry for entry, _ in results if entry is not None], sum(size for _, size in results)
 
     def finish(self, deleted: int, with_index: bool, tags: tuple[str, ...], mode: str,
@@ -357,7 +374,6 @@ def snapshot(
                 f"the source has {info.attributes.names}: snapshot it into a new --collection"
             )
     use_prev = prev is not None and mode != "full"
-    prev_rows = live_rows(repo, prev if use_prev else None, id_type(info.id_type))
     # Read the journal before scanning: whatever it holds is in the scan too, so
     # after the commit it can be trimmed up to here whatever mode ran.
     journal: ChangeSet | None = source.changes()
@@ -370,17 +386,23 @@ def snapshot(
             if journal is not None
             else "the source keeps no change journal; comparing every row"
         )
-    if tracked and journal is not None and info.rows is not None:
+    prev_rows = live_rows(repo, None, id_type(info.id_type))
+    if tracked and journal is not None and prev is not None:
+        upserted = journal.upserts.column("id").combine_chunks().cast(id_type(info.id_type))
+        changed_ids = pa.concat_arrays([upserted, journal.deletes.cast(id_type(info.id_type))])
+        prev_rows = live_rows(repo, prev, id_type(info.id_type), only=changed_ids)
         # The journal must account for exactly the rows the source holds; if it does
         # not, some change bypassed it, and only a full comparison is safe.
-        new = int((prev_rows.find(journal.upserts.column("id").combine_chunks()) < 0).sum())
+        new = int((prev_rows.find(upserted) < 0).sum())
         gone = int((prev_rows.find(journal.deletes) >= 0).sum())
-        if len(prev_rows) + new - gone != info.rows:
+        if info.rows is not None and prev.rows + new - gone != info.rows:
             reporter.warn(
-                f"the change journal accounts for {len(prev_rows) + new - gone} rows but the source "
+                f"the change journal accounts for {prev.rows + new - gone} rows but the source "
                 f"holds {info.rows}; comparing every row instead"
             )
             tracked = False
+    if use_prev and not tracked:
+        prev_rows = live_rows(repo, prev, id_type(info.id_type))
     run_mode = "tracked" if tracked else ("diff" if use_prev else "full")
 
     job = _Snapshotter(

@@ -32,7 +32,7 @@ def encode_row_hashes(ids: pa.Array, hashes: np.ndarray) -> bytes:
 def decode_row_hashes(data: bytes, name: str = "row hashes") -> tuple[pa.Array, np.ndarray]:
     """The ids and ``(n, 16)`` uint8 hashes of a sidecar."""
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)  # one per thread already
         algorithm = (table.schema.metadata or {}).get(b"vecdr.row_hash", b"").decode()
         if algorithm != ROW_HASH:
             raise ValueError(f"row hash {algorithm or 'unknown'!r}, this vecdr uses {ROW_HASH!r}")
