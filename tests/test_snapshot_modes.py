@@ -125,3 +125,30 @@ def test_a_damaged_latest_manifest_does_not_stop_new_backups(repo: vecdr.Reposit
         third = vecdr.snapshot(repo, index)
     assert third.parent == first.snapshot and third.mode == "diff" and third.added == 7
     assert_same_rows(faiss_rows(vecdr.restore_index(repo, third.snapshot)), faiss_rows(index.index))
+
+
+def test_a_tracked_snapshot_holds_only_the_changed_rows_of_the_previous_one(
+    repo: vecdr.Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    engine = sys.modules["vecdr.engines.snapshot"]
+    loaded: list[int] = []
+    real = engine.live_rows
+
+    def spy(*args: object, **kwargs: object) -> object:
+        rows = real(*args, **kwargs)  # type: ignore[arg-type]
+        loaded.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(engine, "live_rows", spy)
+    index, _ = tracked_flat(tmp_path, n=3000)
+    vecdr.snapshot(repo, index)
+    index.upsert(vectors(4, 5), np.arange(4))
+    index.remove_ids(np.arange(10, 16))
+    index.add_with_ids(vectors(2, 6), np.arange(5000, 5002))
+    loaded.clear()
+    result = vecdr.snapshot(repo, index)
+    assert (result.mode, result.changed, result.deleted, result.added) == ("tracked", 4, 6, 2)
+    assert max(loaded) == 10  # the 4 overwritten and 6 removed rows, not all 3,000
+    assert_same_rows(faiss_rows(vecdr.restore_index(repo)), faiss_rows(index.index))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 
-from vecdr.engines.pool import shared_pool
 from vecdr.errors import IntegrityError
 from vecdr.format.deletions import decode_deletions
 from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes
@@ -43,7 +42,7 @@ class SegmentWriter:
         self.repo = repo
         self.schema = schema
         self.rows_per_segment = segment_rows(schema.field("vector").type.list_size)
-        self.pool = shared_pool()
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-encode")
         self.workers = workers
         self.pending: list[pa.Table] = []
         self.pending_hashes: list[np.ndarray | None] = []
@@ -99,14 +98,13 @@ class SegmentWriter:
         self.flush()
         while self.inflight:
             self.done.append(self.inflight.popleft().result())
+        self.pool.shutdown()
         return self.done
 
     def close(self) -> None:
-        """Abandon the segments in flight: cancel those not started, wait for the rest."""
         for future in self.inflight:
             future.cancel()
-        wait(self.inflight)
-        self.inflight.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def dead_mask(repo: Repository, entry: SegmentEntry) -> np.ndarray | None:
@@ -168,16 +166,16 @@ def iter_live(
     while reading and decoding overlap whatever the caller does with each table.
     """
     workers = workers or default_workers()
-    pool = shared_pool()
-    queue: deque[Future[pa.Table]] = deque()
-    try:
-        for entry in manifest.segments:
-            queue.append(pool.submit(_load_live, repo, entry, columns))
-            if len(queue) > workers:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-read") as pool:
+        queue: deque[Future[pa.Table]] = deque()
+        entries = iter(manifest.segments)
+        try:
+            for entry in entries:
+                queue.append(pool.submit(_load_live, repo, entry, columns))
+                if len(queue) > workers:
+                    yield queue.popleft().result()
+            while queue:
                 yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
-    finally:
-        for future in queue:
-            future.cancel()
-        wait(queue)
+        finally:
+            for future in queue:
+                future.cancel()

@@ -111,12 +111,25 @@ class LiveRows:
     hash: np.ndarray  # (n, 16) uint8
 
     @classmethod
-    def of(cls, ids: pa.Array, segment: np.ndarray, row: np.ndarray, hash: np.ndarray) -> LiveRows:
-        if not pa.types.is_integer(ids.type) or not len(ids):
-            return cls(ids, segment, row, hash)
-        keys = ids.to_numpy()
-        order = np.argsort(keys, kind="stable")
-        return cls(pa.array(keys[order]), segment[order], row[order], hash[order])
+    def of(cls, parts: list[tuple[pa.Array, np.ndarray, np.ndarray]], ids: pa.DataType) -> LiveRows:
+        """Join per-segment ``(ids, rows, hashes)``, consuming ``parts`` so that at
+        most one field is held twice while the rows are put in id order."""
+        rows = cls(
+            ids=pa.concat_arrays([pa.array([], type=ids)] + [p[0].cast(ids) for p in parts]),
+            segment=np.concatenate(
+                [np.empty(0, np.int32)] + [np.full(len(p[1]), i, np.int32) for i, p in enumerate(parts)]
+            ),
+            row=np.concatenate([np.empty(0, np.int32)] + [p[1] for p in parts]),
+            hash=np.concatenate([np.empty((0, ROW_HASH_BYTES), np.uint8)] + [p[2] for p in parts]),
+        )
+        parts.clear()
+        if pa.types.is_integer(ids) and len(rows):
+            order = np.argsort(rows.ids.to_numpy(), kind="stable")
+            rows.ids = pa.array(rows.ids.to_numpy()[order])
+            rows.segment = rows.segment[order]
+            rows.row = rows.row[order]
+            rows.hash = rows.hash[order]
+        return rows
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -164,14 +177,7 @@ def live_rows(
     """
     segments = manifest.segments if manifest else ()
     parts = bounded_map(lambda entry: _segment_rows(repo, entry, only), segments, default_workers())
-    return LiveRows.of(
-        ids=pa.concat_arrays([pa.array([], type=ids)] + [p[0].cast(ids) for p in parts]),
-        segment=np.concatenate(
-            [np.empty(0, np.int32)] + [np.full(len(p[1]), i, np.int32) for i, p in enumerate(parts)]
-        ),
-        row=np.concatenate([np.empty(0, np.int32)] + [p[1] for p in parts]),
-        hash=np.concatenate([np.empty((0, ROW_HASH_BYTES), np.uint8)] + [p[2] for p in parts]),
-    )
+    return LiveRows.of(parts, ids)
 
 
 class _Snapshotter:
