@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,14 @@ sys.path.insert(0, str(HERE))
 
 from run import (  # noqa: E402  (the core benchmark's helpers)
     PhaseTimer,
+    RunRecord,
     dir_bytes,
     log,
-    machine_info,
     print_figures,
     recall_at_10,
     record_figure,
     stats,
+    write_results,
 )
 
 TABLE = "items"
@@ -651,13 +651,10 @@ def main(argv: list[str] | None = None) -> int:
     import vecdr  # noqa: F401
     from vecdr.testing.postgres import start
 
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    wall0 = time.perf_counter()
-    load0 = os.getloadavg()
+    record = RunRecord()
     work = Path(tempfile.mkdtemp(prefix="vecdr-pgbench-", dir=args.workdir))
     pgdir = tempfile.mkdtemp(prefix="vb-pg-", dir="/tmp")  # short: the server's socket lives in it
     log(f"work folder {work}, server folder {pgdir}")
-    machine = machine_info()
     figures: dict[str, Any] = {}
     cases: dict[str, Any] = {}
     pg = start(pgdir)
@@ -686,55 +683,30 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    wall = time.perf_counter() - wall0
-    after = machine_info()
-    if (after.get("git_commit"), after.get("src_uncommitted_changes")) != (
-        machine.get("git_commit"),
-        machine.get("src_uncommitted_changes"),
-    ):
-        machine["src_changed_during_run"] = {
-            "git_commit_after": after.get("git_commit"),
-            "src_uncommitted_changes_after": after.get("src_uncommitted_changes"),
-        }
-        log("warning: src/ changed while the benchmark ran; see machine.src_changed_during_run")
-    doc = {
-        "benchmark": "vecdr pgvector",
-        "started_at": started_at,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_seconds": round(wall, 1),
-        "command": " ".join([Path(sys.executable).name, *(argv if argv is not None else sys.argv)]),
-        "out": str(args.out),
-        "config": {
-            "rows": args.rows,
-            "dim": args.dim,
-            "queries": args.queries,
-            "ef_search": args.ef_search,
-            "seed": args.seed,
-            "data": args.data,
-            "data_detail": make_data.__doc__.split("\n\n")[1].replace("\n", " ").strip(),
-            "quick": args.quick,
-            "repeats": args.repeats,
-            "table": f"{TABLE} (id bigint primary key, embedding vector({args.dim}) not null), ids 0..rows-1",
-            "index": f"hnsw (embedding {OPCLASS}) WITH (m = {HNSW['m']}, ef_construction = {HNSW['ef_construction']})",
-            "timing": "pg_dump / pg_restore: wall clock of the process; vecdr: wall clock around the public call "
-            "(vecdr.snapshot / vecdr.restore) in a fresh child process, whose whole wall time is reported "
-            "beside as process_seconds. Before every sample: CHECKPOINT and os.sync(). Samples alternate "
-            "(A B, B A, ...); ratios use the best sample of each side, medians reported beside.",
-            "peak_rss": "VmHWM from /proc/self/status at the end of the child process running the vecdr call "
-            "(the vecdr client; the server's memory is PostgreSQL's). Not ru_maxrss, which on Linux carries the "
-            "parent's high-water mark into the child.",
-            "server": server,
-            "workdir": str(work.parent),
-        },
-        "machine": {**machine, "loadavg_start": load0, "loadavg_end": os.getloadavg()},
-        "figures": figures,
-        "all_pass": all(f["pass"] for f in figures.values()),
-        "cases": cases,
+    config = {
+        "rows": args.rows,
+        "dim": args.dim,
+        "queries": args.queries,
+        "ef_search": args.ef_search,
+        "seed": args.seed,
+        "data": args.data,
+        "data_detail": make_data.__doc__.split("\n\n")[1].replace("\n", " ").strip(),
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "table": f"{TABLE} (id bigint primary key, embedding vector({args.dim}) not null), ids 0..rows-1",
+        "index": f"hnsw (embedding {OPCLASS}) WITH (m = {HNSW['m']}, ef_construction = {HNSW['ef_construction']})",
+        "timing": "pg_dump / pg_restore: wall clock of the process; vecdr: wall clock around the public call "
+        "(vecdr.snapshot / vecdr.restore) in a fresh child process, whose whole wall time is reported "
+        "beside as process_seconds. Before every sample: CHECKPOINT and os.sync(). Samples alternate "
+        "(A B, B A, ...); ratios use the best sample of each side, medians reported beside.",
+        "peak_rss": "VmHWM from /proc/self/status at the end of the child process running the vecdr call "
+        "(the vecdr client; the server's memory is PostgreSQL's). Not ru_maxrss, which on Linux carries the "
+        "parent's high-water mark into the child.",
+        "server": server,
+        "workdir": str(work.parent),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    os.replace(tmp, args.out)
+    doc = record.document("vecdr pgvector", argv, args.out, config, figures, cases)
+    write_results(doc, args.out)
     print_table(doc)
     return 0
 

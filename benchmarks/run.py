@@ -836,6 +836,52 @@ def print_figures(figures: dict[str, Any]) -> None:
             print("  ".join("-" * w for w in widths) + "  " + "-" * 5)
 
 
+class RunRecord:
+    """What every benchmark's results file shares: when and for how long it ran, the
+    machine and the vecdr source measured (with a warning if src/ changed during the
+    run), and an atomic write."""
+
+    def __init__(self) -> None:
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.wall0 = time.perf_counter()
+        self.load0 = os.getloadavg()
+        self.machine = machine_info()  # before the run: the vecdr source measured
+
+    def document(self, name: str, argv: list[str] | None, out: Path, config: dict[str, Any],
+                 figures: dict[str, Any], cases: dict[str, Any]) -> dict[str, Any]:
+        wall = time.perf_counter() - self.wall0
+        machine = dict(self.machine)
+        after = machine_info()
+        if (after.get("git_commit"), after.get("src_uncommitted_changes")) != (
+                machine.get("git_commit"), machine.get("src_uncommitted_changes")):
+            # vecdr modules are imported lazily: a run that straddles a source change may mix both.
+            machine["src_changed_during_run"] = {"git_commit_after": after.get("git_commit"),
+                                                 "src_uncommitted_changes_after":
+                                                     after.get("src_uncommitted_changes")}
+            log("warning: src/ changed while the benchmark ran; see machine.src_changed_during_run")
+        return {
+            "benchmark": name,
+            "started_at": self.started_at,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "wall_seconds": round(wall, 1),
+            "command": " ".join([Path(sys.executable).name, *(argv if argv is not None else sys.argv)]),
+            "out": str(out),
+            "config": config,
+            "machine": {**machine, "loadavg_start": self.load0, "loadavg_end": os.getloadavg()},
+            "figures": figures,
+            "all_pass": all(f["pass"] for f in figures.values()),
+            "cases": cases,
+        }
+
+
+def write_results(doc: dict[str, Any], out: Path) -> None:
+    """Write a results file whole or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    os.replace(tmp, out)
+
+
 def print_table(doc: dict[str, Any]) -> None:
     print_figures(doc["figures"])
     cfg = doc["config"]
@@ -854,14 +900,11 @@ def main(argv: list[str] | None = None) -> int:
     import vecdr.format.hashing  # noqa: F401
     import vecdr.format.segment  # noqa: F401
 
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    wall0 = time.perf_counter()
-    load0 = os.getloadavg()
+    record = RunRecord()
     work = Path(tempfile.mkdtemp(prefix="vecdr-bench-", dir=args.workdir))
     b = Bench(args, work)
     same_device = os.stat(work).st_dev == os.stat(ROOT).st_dev
     log(f"work folder {work} (repositories and baseline files), cases {', '.join(args.cases)}")
-    machine = machine_info()  # before the run: the vecdr source measured
     cases: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
@@ -891,44 +934,21 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    wall = time.perf_counter() - wall0
-    after = machine_info()
-    if (after.get("git_commit"), after.get("src_uncommitted_changes")) != (
-            machine.get("git_commit"), machine.get("src_uncommitted_changes")):
-        # vecdr modules are imported lazily: a run that straddles a source change may mix both.
-        machine["src_changed_during_run"] = {"git_commit_after": after.get("git_commit"),
-                                             "src_uncommitted_changes_after":
-                                                 after.get("src_uncommitted_changes")}
-        log("warning: src/ changed while the benchmark ran; see machine.src_changed_during_run")
     hnsw_rows = cases.get("hnsw", {}).get("rows")
-    doc = {
-        "benchmark": "vecdr core",
-        "started_at": started_at,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_seconds": round(wall, 1),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "out": str(args.out),
-        "config": {
-            "rows": args.rows, "dim": args.dim, "seed": args.seed, "quick": args.quick,
-            "cases": args.cases, "repeats": args.repeats, "hnsw_rows_used": hnsw_rows,
-            "hnsw_repeats": args.hnsw_repeats, "ivf_factory": args.ivf_factory,
-            "change_fraction": args.change_fraction,
-            "data": "numpy default_rng(seed).standard_normal((rows, dim), float32), rows L2-normalized",
-            "timing": "wall clock per call (time.perf_counter) after gc.collect() + os.sync(); "
-                      "ratios use the best sample of each side, medians reported beside",
-            "profiled": b.profiled,
-            "workdir": str(work.parent),
-            "workdir_same_device_as_checkout": same_device,
-        },
-        "machine": {**machine, "loadavg_start": load0, "loadavg_end": os.getloadavg()},
-        "figures": b.figures,
-        "all_pass": all(f["pass"] for f in b.figures.values()),
-        "cases": cases,
+    config = {
+        "rows": args.rows, "dim": args.dim, "seed": args.seed, "quick": args.quick,
+        "cases": args.cases, "repeats": args.repeats, "hnsw_rows_used": hnsw_rows,
+        "hnsw_repeats": args.hnsw_repeats, "ivf_factory": args.ivf_factory,
+        "change_fraction": args.change_fraction,
+        "data": "numpy default_rng(seed).standard_normal((rows, dim), float32), rows L2-normalized",
+        "timing": "wall clock per call (time.perf_counter) after gc.collect() + os.sync(); "
+                  "ratios use the best sample of each side, medians reported beside",
+        "profiled": b.profiled,
+        "workdir": str(work.parent),
+        "workdir_same_device_as_checkout": same_device,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    os.replace(tmp, args.out)
+    doc = record.document("vecdr core", argv, args.out, config, b.figures, cases)
+    write_results(doc, args.out)
     print_table(doc)
     return 0
 
