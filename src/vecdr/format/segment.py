@@ -100,13 +100,7 @@ def encode_segment(table: pa.Table) -> bytes | pa.Buffer:
     layout = _vector_layout(table.schema)
     if layout is None:
         return _encode_with_arrow(table)
-    stream = pa.BufferOutputStream()
-    rest = table.drop_columns([VECTOR])
-    pq.write_table(rest, stream, **_arrow_options(table.schema, rest.column_names))
-    head = stream.getvalue()
-    footer_end = len(head) - 8
-    data_end = footer_end - int.from_bytes(head[footer_end : footer_end + 4], "little")
-    meta, _ = thrift.decode(head, data_end)
+    head, meta, data_end = _arrow_file(table.drop_columns([VECTOR]), table.schema)
 
     dimension = table.schema.field(VECTOR).type.list_size
     column = table.column(VECTOR)
@@ -143,11 +137,7 @@ def _vector_layout(schema: pa.Schema) -> _Layout | None:
     """The footer fields of ``schema``, taken from an empty file Arrow writes for it;
     None unless the vectors are the expected required list of required floats at
     leaf 1 (the one layout :mod:`vectorpages` encodes)."""
-    stream = pa.BufferOutputStream()
-    pq.write_table(schema.empty_table(), stream, **_arrow_options(schema, schema.names))
-    empty = stream.getvalue()
-    footer_end = len(empty) - 8
-    meta, _ = thrift.decode(empty, footer_end - int.from_bytes(empty[footer_end : footer_end + 4], "little"))
+    _, meta, _ = _arrow_file(schema.empty_table(), schema)
     elements = meta.get_value(2)[1]
     if len(elements) < 5 or elements[2].get_value(4) != VECTOR.encode():
         return None
@@ -163,6 +153,18 @@ def _vector_layout(schema: pa.Schema) -> _Layout | None:
     path = [e.get_value(4).decode() for e in (vector, repeated, leaf)]
     fields = {k: meta[k] for k in (2, 5, 7) if k in meta}
     return _Layout(path, fields)
+
+
+def _arrow_file(table: pa.Table, schema: pa.Schema) -> tuple[pa.Buffer, thrift.Struct, int]:
+    """``table`` (columns of a segment of ``schema``) as Arrow writes it: the file,
+    its decoded footer, and where the footer starts."""
+    stream = pa.BufferOutputStream()
+    pq.write_table(table, stream, **_arrow_options(schema, table.column_names))
+    data = stream.getvalue()
+    footer_end = len(data) - 8
+    start = footer_end - int.from_bytes(data[footer_end : footer_end + 4], "little")
+    meta, _ = thrift.decode(data, start)
+    return data, meta, start
 
 
 def _arrow_options(schema: pa.Schema, columns: list[str]) -> dict[str, Any]:

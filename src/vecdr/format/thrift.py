@@ -113,7 +113,8 @@ class _Reader:
             last = field
 
 
-def _varint(out: bytearray, v: int) -> None:
+def write_varint(out: bytearray, v: int) -> None:
+    """Append ``v`` (unsigned) as a ULEB128 varint, the encoding Thrift and Parquet share."""
     while v > 0x7F:
         out.append((v & 0x7F) | 0x80)
         v >>= 7
@@ -121,7 +122,7 @@ def _varint(out: bytearray, v: int) -> None:
 
 
 def _zigzag(out: bytearray, v: int) -> None:
-    _varint(out, (v << 1) ^ (v >> 63) if v < 0 else v << 1)
+    write_varint(out, (v << 1) ^ (v >> 63) if v < 0 else v << 1)
 
 
 def _write_value(out: bytearray, typ: int, value: Any) -> None:
@@ -133,7 +134,7 @@ def _write_value(out: bytearray, typ: int, value: Any) -> None:
         out += struct.pack("<d", value)
     elif typ == BINARY:
         raw = value.encode() if isinstance(value, str) else bytes(value)
-        _varint(out, len(raw))
+        write_varint(out, len(raw))
         out += raw
     elif typ in (LIST, SET):
         elem, items = value
@@ -141,7 +142,7 @@ def _write_value(out: bytearray, typ: int, value: Any) -> None:
             out.append(len(items) << 4 | elem)
         else:
             out.append(0xF0 | elem)
-            _varint(out, len(items))
+            write_varint(out, len(items))
         for item in items:
             if elem == BOOL:
                 out.append(BOOL if item else FALSE)

@@ -39,18 +39,12 @@ def compressor() -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(compression_params=params)
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while v > 0x7F:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
 def _run(count: int, value: int) -> bytes:
     """One RLE run of the RLE/bit-packing hybrid, for levels of bit width 1."""
-    return _varint(count << 1) + bytes([value])
+    out = bytearray()
+    t.write_varint(out, count << 1)
+    out.append(value)
+    return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)
