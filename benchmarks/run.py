@@ -258,14 +258,15 @@ def new_bytes(repo: Any, before: Any, after: Any) -> dict[str, int]:
     old |= {r.key for r in before.artifacts.values()}
     old |= {e.hashes.key for e in before.segments if getattr(e, "hashes", None)}
     out = {"segments": 0, "row_hash_sidecars": 0, "deletion_vectors": 0}
+    for ref in {e.deletions.key: e.deletions.object for e in after.segments if e.deletions}.values():
+        if ref.key not in old:
+            out["deletion_vectors"] += ref.size
     for e in after.segments:
         if e.object.key not in old:
             out["segments"] += e.object.size
         hashes = getattr(e, "hashes", None)
         if hashes is not None and hashes.key not in old:
             out["row_hash_sidecars"] += hashes.size
-        if e.deletions and e.deletions.key not in old:
-            out["deletion_vectors"] += e.deletions.size
     for name, ref in after.artifacts.items():
         if ref.key not in old:
             out[f"artifact:{name}"] = out.get(f"artifact:{name}", 0) + ref.size

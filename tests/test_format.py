@@ -20,9 +20,14 @@ from hypothesis.extra import numpy as hnp
 import vecdr
 from vecdr.errors import IntegrityError, UnsupportedFormatError
 from vecdr.format import FORMAT_VERSION
-from vecdr.format.deletions import decode_deletions, encode_deletions
+from vecdr.format.deletions import (
+    decode_deletion_slice,
+    decode_deletions,
+    encode_deletion_file,
+    encode_deletions,
+)
 from vecdr.format.hashing import row_hashes
-from vecdr.format.manifest import Manifest, SegmentEntry
+from vecdr.format.manifest import DeletionRef, Manifest, SegmentEntry
 from vecdr.format.objects import ObjectRef
 from vecdr.format.records import CommitRecord, Config
 from vecdr.format.rowhashes import decode_row_hashes, encode_row_hashes
@@ -213,6 +218,29 @@ def test_deletion_vector_rejects_the_wrong_row_count_and_junk() -> None:
         decode_deletions(data, 4)
     with pytest.raises(ValueError):
         decode_deletions(b"garbage", 3)
+    with pytest.raises(ValueError, match="damaged"):
+        decode_deletions(data[:-2], 3)
+
+
+@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=500), max_size=8))
+def test_deletion_file_holds_each_vector_at_its_range(masks: list[list[bool]]) -> None:
+    arrays = [np.array(m, dtype=bool) for m in masks]
+    data, ranges = encode_deletion_file(arrays)
+    assert len(ranges) == len(arrays)
+    assert sum(length for _, length in ranges) == len(data)
+    for mask, (offset, length) in zip(arrays, ranges, strict=True):
+        np.testing.assert_array_equal(decode_deletion_slice(data, offset, length, len(mask)), mask)
+
+
+def test_deletion_file_rejects_a_range_outside_it_or_across_two_vectors() -> None:
+    data, ranges = encode_deletion_file([np.array([True, False]), np.array([False, False, True])])
+    (first, first_len), (second, second_len) = ranges
+    with pytest.raises(ValueError, match="outside"):
+        decode_deletion_slice(data, second, second_len + 1, 3)
+    with pytest.raises(ValueError):
+        decode_deletion_slice(data, first, first_len + second_len, 2)
+    with pytest.raises(ValueError):
+        decode_deletion_slice(data, first + 1, first_len, 2)
 
 
 # -- row-hash sidecars ------------------------------------------------------------
@@ -306,7 +334,8 @@ def manifests(draw: st.DrawFn) -> Manifest:
     segs = []
     for _ in range(draw(st.integers(0, 5))):
         rows = draw(st.integers(1, 10**6))
-        deletions = draw(st.none() | refs("artifacts", "del"))
+        deletions = draw(st.none() | st.builds(DeletionRef, refs("artifacts", "del"),
+                                               st.integers(0, 2**30), st.integers(1, 2**20)))
         live = rows if deletions is None else draw(st.integers(1, rows))
         segs.append(SegmentEntry(draw(refs()), rows, live, draw(refs("artifacts", "hashes.parquet")), deletions))
     return Manifest(

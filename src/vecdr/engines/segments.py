@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecdr.errors import IntegrityError
-from vecdr.format.deletions import decode_deletions
+from vecdr.format.deletions import decode_deletion_slice
 from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes
 from vecdr.format.manifest import Manifest, SegmentEntry
 from vecdr.format.rowhashes import encode_row_hashes
@@ -109,10 +109,11 @@ class SegmentWriter:
 
 def dead_mask(repo: Repository, entry: SegmentEntry) -> np.ndarray | None:
     """The segment's deletion vector as a boolean mask, or None when every row is live."""
-    if entry.deletions is None:
+    dels = entry.deletions
+    if dels is None:
         return None
     try:
-        return decode_deletions(repo.get(entry.deletions), entry.rows)
+        return decode_deletion_slice(repo.get_shared(dels.object), dels.offset, dels.length, entry.rows)
     except ValueError as exc:
         raise IntegrityError(f"{entry.deletions.key}: {exc}", path=entry.deletions.key) from exc
 

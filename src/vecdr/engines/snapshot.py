@@ -29,9 +29,9 @@ from vecdr.errors import (
     SchemaError,
     UsageError,
 )
-from vecdr.format.deletions import encode_deletions
+from vecdr.format.deletions import encode_deletion_file
 from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes
-from vecdr.format.manifest import Manifest, SegmentEntry
+from vecdr.format.manifest import DeletionRef, Manifest, SegmentEntry
 from vecdr.format.rowhashes import decode_row_hashes
 from vecdr.format.segment import id_type, segment_schema, vectors_from_arrow
 from vecdr.progress import NULL, Reporter
@@ -40,8 +40,6 @@ from vecdr.repository.commits import skipped
 
 SCAN_BATCH_ROWS = 65536
 MODES = ("auto", "full", "diff", "tracked")
-#: Deletion vectors written at once: small objects, so latency-bound on object stores.
-DELETION_WRITERS = 8
 
 
 @cache
@@ -148,7 +146,7 @@ class LiveRows:
 
 
 def _segment_rows(
-    repo: Repository, entry: SegmentEntry, only: pa.Array | None
+    repo: Repository, entry: SegmentEntry, only: pa.Array | np.ndarray | None
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """(ids, positions, hashes) of one segment's live rows (those in ``only``), from its sidecar."""
     ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
@@ -160,7 +158,11 @@ def _segment_rows(
     dead = dead_mask(repo, entry)
     if dead is not None:
         keep &= ~dead
-    if only is not None:
+    if isinstance(only, np.ndarray):  # sorted integer ids: a binary search, no hash table per segment
+        values = ids.to_numpy()
+        at = np.minimum(np.searchsorted(only, values), len(only) - 1)
+        keep &= only[at] == values
+    elif only is not None:
         keep &= pc.is_in(ids, value_set=only.cast(ids.type)).to_numpy(zero_copy_only=False)
     if keep.all():
         return ids, np.arange(entry.rows, dtype=np.int32), hashes
@@ -176,7 +178,12 @@ def live_rows(
     memory that grows with the changes, not with the collection.
     """
     segments = manifest.segments if manifest else ()
-    parts = bounded_map(lambda entry: _segment_rows(repo, entry, only), segments, default_workers())
+    wanted: pa.Array | np.ndarray | None = only
+    if only is not None and pa.types.is_integer(ids):
+        wanted = np.unique(only.cast(ids).to_numpy(zero_copy_only=False))
+        if not len(wanted):
+            segments = ()
+    parts = bounded_map(lambda entry: _segment_rows(repo, entry, wanted), segments, default_workers())
     return LiveRows.of(parts, ids)
 
 
@@ -254,26 +261,31 @@ class _Snapshotter:
         return len(fresh)
 
     def _updated_segments(self) -> tuple[list[SegmentEntry], int]:
-        """Previous segments that keep live rows, with updated deletion vectors (written in parallel)."""
+        """Previous segments that keep live rows, with updated deletion vectors.
+
+        Every deletion vector this snapshot changes goes into one deletion file: one
+        object to write, however many segments the changes touch.
+        """
         if self.prev is None:
             return [], 0
-        dead_by_seg = _group_dead(self.prev_rows, self.dead)
-
-        def update(i: int, entry: SegmentEntry) -> tuple[SegmentEntry | None, int]:
-            newly_dead = dead_by_seg.get(i)
-            if newly_dead is None:
-                return entry, 0
-            mask = dead_mask(self.repo, entry)
-            mask = np.zeros(entry.rows, dtype=bool) if mask is None else mask.copy()
-            mask[newly_dead] = True
-            live = int(entry.rows - mask.sum())
-            if live == 0:
-                return None, 0
-            ref, new = self.repo.put("artifacts", encode_deletions(mask), "del")
-            return SegmentEntry(entry.object, entry.rows, live, entry.hashes, ref), ref.size if new else 0
-
-        results = bounded_map(lambda item: update(*item), enumerate(self.prev.segments), DELETION_WRITERS)
-        return [entry for entry, _ in results if entry is not None], sum(size for _, size in results)
+        segments = list(self.prev.segments)
+        masks: dict[int, np.ndarray] = {}
+        for i, newly_dead in sorted(_group_dead(self.prev_rows, self.dead).items()):
+            old = dead_mask(self.repo, segments[i])
+            masks[i] = np.zeros(segments[i].rows, dtype=bool) if old is None else old.copy()
+            masks[i][newly_dead] = True
+        kept = [i for i in masks if not masks[i].all()]
+        written = 0
+        if kept:
+            data, ranges = encode_deletion_file([masks[i] for i in kept])
+            ref, new = self.repo.put("artifacts", data, "del")
+            written = ref.size if new else 0
+            for i, (offset, length) in zip(kept, ranges, strict=True):
+                entry = segments[i]
+                segments[i] = SegmentEntry(entry.object, entry.rows, int(entry.rows - masks[i].sum()),
+                                           entry.hashes, DeletionRef(ref, offset, length))
+        gone = set(masks) - set(kept)
+        return [entry for i, entry in enumerate(segments) if i not in gone], written
 
     def finish(self, deleted: int, with_index: bool, tags: tuple[str, ...], mode: str,
                started: float) -> tuple[Manifest, int]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from vecdr.errors import IntegrityError, VecdrError
-from vecdr.format.deletions import decode_deletions
+from vecdr.format.deletions import decode_deletion_slice
+from vecdr.format.manifest import Manifest, SegmentEntry
+from vecdr.format.objects import ObjectRef
 from vecdr.format.rowhashes import decode_row_hashes
 from vecdr.format.segment import decode_segment
 from vecdr.progress import NULL, Reporter
@@ -37,6 +39,54 @@ class VerifyReport:
         return doc
 
 
+@dataclass(slots=True)
+class _Object:
+    """A referenced object: what it is, the reference to check it by, the segments it serves."""
+
+    kind: str  # "segment", "hashes", "deletions" or an artifact name
+    ref: ObjectRef
+    entries: dict[object, SegmentEntry] = field(default_factory=dict)
+
+    def check(self, data: bytes) -> None:
+        """Decode the object and compare it with what the manifests say of it."""
+        key = self.ref.key
+        for entry in self.entries.values():
+            if self.kind == "segment":
+                table = decode_segment(data, key)
+                if table.num_rows != entry.rows:
+                    raise IntegrityError(f"{key}: {table.num_rows} rows, expected {entry.rows}", path=key)
+            elif self.kind == "hashes":
+                ids, _ = decode_row_hashes(data, key)
+                if len(ids) != entry.rows:
+                    raise IntegrityError(f"{key}: {len(ids)} row hashes, expected {entry.rows}", path=key)
+            elif self.kind == "deletions" and entry.deletions is not None:
+                dels = entry.deletions
+                dead = decode_deletion_slice(data, dels.offset, dels.length, entry.rows)
+                if int(entry.rows - dead.sum()) != entry.live:
+                    raise IntegrityError(
+                        f"{key}: the deletion vector at byte {dels.offset} disagrees with the live "
+                        f"count of {entry.object.key}",
+                        path=key,
+                    )
+
+
+def _referenced(manifest: Manifest, objects: dict[str, _Object]) -> None:
+    """Add the objects ``manifest`` uses to ``objects``."""
+
+    def use(kind: str, ref: ObjectRef, entry: SegmentEntry, per_vector: bool = False) -> None:
+        # A segment is checked once; a deletion file once per vector in it that a manifest uses.
+        obj = objects.setdefault(ref.key, _Object(kind, ref))
+        obj.entries[(entry.deletions, entry.live) if per_vector else None] = entry
+
+    for entry in manifest.segments:
+        use("segment", entry.object, entry)
+        use("hashes", entry.hashes, entry)
+        if entry.deletions:
+            use("deletions", entry.deletions.object, entry, per_vector=True)
+    for name, ref in manifest.artifacts.items():
+        objects.setdefault(ref.key, _Object(name, ref))
+
+
 def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL) -> VerifyReport:
     """Check the repository; with ``read_data`` read and hash every referenced object.
 
@@ -44,63 +94,44 @@ def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL)
     Problems are collected, not raised, so one bad object does not hide another.
     """
     report = VerifyReport()
-    referenced: dict[str, object] = {}
+    objects: dict[str, _Object] = {}
+    manifests: set[str] = set()
     seqs = commit_seqs(repo.store)
     for seq in seqs:
         try:
             commit = read_commit(repo.store, seq)
-            manifest = repo.load_manifest(commit)
+            manifest = repo.load_manifest(commit)  # read and hashed here
         except (VecdrError, OSError) as exc:
             report.errors.append(Problem(getattr(exc, "path", None) or f"commits/{seq:020d}.json",
                                          str(exc)))
             continue
         report.snapshots += 1
-        referenced[commit.manifest.key] = commit.manifest
-        for entry in manifest.segments:
-            referenced[entry.object.key] = ("segment", entry)
-            referenced[entry.hashes.key] = ("hashes", entry)
-            if entry.deletions:
-                referenced[entry.deletions.key] = ("deletions", entry)
-        for name, ref in manifest.artifacts.items():
-            referenced[ref.key] = (name, ref)
+        manifests.add(commit.manifest.key)
+        _referenced(manifest, objects)
 
-    reporter.start("verify", len(referenced), unit="objects")
-    for key, what in referenced.items():
+    reporter.start("verify", len(manifests) + len(objects), unit="objects")
+    report.objects += len(manifests)
+    reporter.advance(len(manifests))
+    for key, obj in objects.items():
         report.objects += 1
         try:
-            if not isinstance(what, tuple):
-                continue  # manifests were read and hashed above
-            kind, item = what
-            ref = {"segment": getattr(item, "object", None), "hashes": getattr(item, "hashes", None),
-                   "deletions": getattr(item, "deletions", None)}.get(kind, item)
             if not read_data:
                 if not repo.store.exists(key):
                     raise IntegrityError(f"{key}: referenced object is missing", path=key)
                 size = repo.store.size(key)
-                if size != ref.size:
-                    raise IntegrityError(f"{key}: size {size}, expected {ref.size}", path=key)
+                if size != obj.ref.size:
+                    raise IntegrityError(f"{key}: size {size}, expected {obj.ref.size}", path=key)
                 continue
-            data = repo.get(ref)
+            data = repo.get(obj.ref)
             report.bytes_read += len(data)
-            if kind == "segment":
-                table = decode_segment(data, key)
-                if table.num_rows != item.rows:
-                    raise IntegrityError(f"{key}: {table.num_rows} rows, expected {item.rows}", path=key)
-            elif kind == "deletions":
-                dead = decode_deletions(data, item.rows)
-                if int(item.rows - dead.sum()) != item.live:
-                    raise IntegrityError(f"{key}: deletion vector disagrees with live count", path=key)
-            elif kind == "hashes":
-                ids, _ = decode_row_hashes(data, key)
-                if len(ids) != item.rows:
-                    raise IntegrityError(f"{key}: {len(ids)} row hashes, expected {item.rows}", path=key)
+            obj.check(data)
         except (VecdrError, OSError, ValueError) as exc:
             report.errors.append(Problem(key, str(exc)))
         finally:
             reporter.advance(1)
     reporter.finish()
 
-    known = set(referenced) | {"config.json"} | {f"commits/{s:020d}.json" for s in seqs}
+    known = set(objects) | manifests | {"config.json"} | {f"commits/{s:020d}.json" for s in seqs}
     for prefix in ("segments", "artifacts", "manifests"):
         for key in repo.store.list(prefix):
             if key not in known:

@@ -19,6 +19,26 @@ from vecdr.format.objects import ObjectRef, dumps, loads
 
 
 @dataclass(frozen=True, slots=True)
+class DeletionRef:
+    """A segment's deletion vector: a byte range of a snapshot's deletion file."""
+
+    object: ObjectRef
+    offset: int
+    length: int
+
+    @property
+    def key(self) -> str:
+        return self.object.key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.object.to_dict(), "offset": self.offset, "length": self.length}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeletionRef:
+        return cls(ObjectRef.from_dict(d), int(d["offset"]), int(d["length"]))
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentEntry:
     """A segment file, its row-hash sidecar, and which of its rows are live in this snapshot."""
 
@@ -26,7 +46,7 @@ class SegmentEntry:
     rows: int
     live: int
     hashes: ObjectRef
-    deletions: ObjectRef | None = None
+    deletions: DeletionRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,7 +65,7 @@ class SegmentEntry:
             rows=int(d["rows"]),
             live=int(d["live"]),
             hashes=ObjectRef.from_dict(d["hashes"]),
-            deletions=ObjectRef.from_dict(dels) if dels else None,
+            deletions=DeletionRef.from_dict(dels) if dels else None,
         )
 
 
@@ -81,7 +101,7 @@ class Manifest:
         """Every object this manifest needs, segments first."""
         refs = [s.object for s in self.segments]
         refs += [s.hashes for s in self.segments]
-        refs += [s.deletions for s in self.segments if s.deletions]
+        refs += list({s.deletions.key: s.deletions.object for s in self.segments if s.deletions}.values())
         refs += list(self.artifacts.values())
         return refs
 

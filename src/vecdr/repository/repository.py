@@ -25,6 +25,7 @@ from vecdr.format.hashing import sha256_hex
 from vecdr.format.manifest import Manifest
 from vecdr.format.objects import ObjectRef
 from vecdr.format.records import CommitRecord, Config
+from vecdr.repository.cache import ObjectCache
 from vecdr.repository.commits import commit_manifest, read_commits
 from vecdr.store import Store, open_store
 
@@ -60,6 +61,7 @@ class Repository:
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.config = config
+        self._shared = ObjectCache()
 
     @property
     def url(self) -> str:
@@ -126,6 +128,11 @@ class Repository:
             raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
         self._check(ref, data)
         return data
+
+    def get_shared(self, ref: ObjectRef) -> bytes:
+        """Like :meth:`get`, for a small object many readers need (a deletion file):
+        read and checked once, then served from memory."""
+        return self._shared.get(ref, self.get)
 
     def get_buffer(self, ref: ObjectRef) -> bytes | pa.Buffer:
         """Like :meth:`get`, but maps a local file instead of copying it into memory."""
