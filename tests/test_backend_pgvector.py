@@ -29,7 +29,7 @@ import pytest
 
 import vecdr
 from vecdr.backends.base import Source, Target
-from vecdr.backends.pgvector import disable_tracking, enable_tracking
+from vecdr.backends.pgvector import PgvectorSource, disable_tracking, enable_tracking
 from vecdr.backends.registry import open_source, open_target
 from vecdr.errors import (
     BackendConnectionError,
@@ -536,9 +536,16 @@ def assert_consistent(conn: Any, table: str, rows: int) -> None:
     assert (total, bad) == (rows * TOTAL, 0), f"{table}: sum {total}, {bad} rows whose vector disagrees"
 
 
-@pytest.mark.parametrize("tracked", [False, True], ids=["diff", "tracked"])
-def test_snapshots_are_one_point_in_time_while_a_writer_commits(tracked: bool, pg: Any, repo: vecdr.Repository) -> None:
+@pytest.mark.parametrize(
+    ("tracked", "pass_rows"), [(False, None), (True, None), (False, 300)], ids=["diff", "tracked", "diff-in-id-ranges"]
+)
+def test_snapshots_are_one_point_in_time_while_a_writer_commits(
+    tracked: bool, pass_rows: int | None, pg: Any, repo: vecdr.Repository
+) -> None:
     rows = 2000
+    # With pass_rows, a diff reads the table in several id-range scans (7 here) while the
+    # writer commits between them: all of them must see the one point in time.
+    options = {"diff_pass_rows": pass_rows} if pass_rows else {}
     with pg.connect() as conn:
         conn.execute("CREATE TABLE bank (id bigint PRIMARY KEY, embedding vector(4) NOT NULL, balance bigint NOT NULL)")
         conn.execute(
@@ -559,9 +566,9 @@ def test_snapshots_are_one_point_in_time_while_a_writer_commits(tracked: bool, p
                     with pg.connect() as conn:
                         expected: list[str] | None = row_texts(conn, "bank")
                 writer.wait_for(writer.commits + 20)
-                snap = vecdr.snapshot(repo, source)
+                snap = vecdr.snapshot(repo, source, **options)
             else:  # as users take them: the writer may or may not commit while this one reads
-                snap = vecdr.snapshot(repo, pg.uri("bank"))
+                snap = vecdr.snapshot(repo, pg.uri("bank"), **options)
                 expected = None
             snaps.append((snap.snapshot, expected))
             if len(snaps) > 1:
@@ -576,7 +583,7 @@ def test_snapshots_are_one_point_in_time_while_a_writer_commits(tracked: bool, p
             if expected is not None:
                 assert row_texts(conn, f"at_{i}") == expected
         # With the writer stopped, one more snapshot is the table exactly: no change was lost.
-        last = vecdr.snapshot(repo, pg.uri("bank"))
+        last = vecdr.snapshot(repo, pg.uri("bank"), **options)
         assert last.mode == ("tracked" if tracked else "diff")
         vecdr.restore(repo, pg.uri("last"), last.snapshot)
         assert row_texts(conn, "last") == row_texts(conn, "bank")
@@ -631,6 +638,40 @@ def test_diff_snapshots_restore_the_new_and_the_old_state(pg: Any, repo: vecdr.R
         vecdr.restore(repo, pg.uri("v1"), first.snapshot)
         assert row_texts(conn, "v2") == v2
         assert row_texts(conn, "v1") == v1
+
+
+@pytest.mark.parametrize("id_type", ["bigint", "text", "uuid"])
+def test_a_diff_in_id_range_passes_finds_what_one_pass_finds(
+    id_type: str, pg: Any, repo: vecdr.Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ranges: list[tuple[Any, Any]] = []
+    real = PgvectorSource.scan_range
+
+    def spy(self: PgvectorSource, batch_rows: int, lo: Any, hi: Any) -> Any:
+        ranges.append((lo, hi))
+        return real(self, batch_rows, lo, hi)
+
+    monkeypatch.setattr(PgvectorSource, "scan_range", spy)
+    one_pass = vecdr.init(tmp_path / "one-pass")
+    with pg.connect() as conn:
+        create_rich(conn, "r", id_type)
+        for target in (repo, one_pass):
+            vecdr.snapshot(target, pg.uri("r"))
+        # Ids whose order differs between byte order and a language's collation, at both ends.
+        low, high = {"bigint": ("-9000", "9000"), "text": ("Zz", "zz"), "uuid": (str(uuid.UUID(int=1)),
+                     str(uuid.UUID(int=(1 << 128) - 1)))}[id_type]
+        conn.execute(f"INSERT INTO r (title, id, embedding) SELECT 'new', id::{id_type}, "
+                     "array_fill(1, ARRAY[8])::vector FROM unnest(ARRAY[%s, %s]) id", (low, high))
+        conn.execute("DELETE FROM r WHERE id IN (SELECT id FROM r ORDER BY id DESC LIMIT 3 OFFSET 2)")
+        conn.execute("UPDATE r SET embedding = array_fill(2, ARRAY[8])::vector WHERE id IN "
+                     "(SELECT id FROM r ORDER BY id LIMIT 5 OFFSET 10)")
+        passes = vecdr.snapshot(repo, pg.uri("r"), diff_pass_rows=6)
+        assert len(ranges) >= 5 and ranges[0][0] is None and ranges[-1][1] is None
+        whole = vecdr.snapshot(one_pass, pg.uri("r"))
+        assert passes.mode == whole.mode == "diff"
+        assert counts(passes) == counts(whole) == {"added": 2, "changed": 5, "deleted": 3}
+        vecdr.restore(repo, pg.uri("restored"), passes.snapshot)
+        assert_same_table(conn, "r", conn, "restored")
 
 
 def test_a_null_in_a_numeric_attribute_changes_only_its_row(pg: Any, repo: vecdr.Repository) -> None:
@@ -1009,6 +1050,46 @@ def test_bad_targets_are_typed_errors(pg: Any, bad: dict[str, str], repo: vecdr.
         assert len(row_texts(conn, "wide")) == 5
         assert conn.execute("SELECT to_regclass('copy')").fetchone()[0] is None
         assert staging_tables(conn) == []
+
+
+@pytest.fixture
+def password_role(pg: Any) -> Iterator[tuple[str, str]]:
+    """A role that must log in with its password (the server trusts every other local role)."""
+    role, password = f"pw_{uuid.uuid4().hex[:8]}", f"right-{uuid.uuid4().hex[:8]}"
+    with pg.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
+        rules = hba.read_text()
+        hba.write_text(f"local all {role} scram-sha-256\n{rules}")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        yield role, password
+    finally:
+        with pg.connect() as conn:
+            hba.write_text(rules)
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_wrong_password_is_a_connection_error_that_does_not_show_it(
+    pg: Any, repo: vecdr.Repository, password_role: tuple[str, str]
+) -> None:
+    role, password = password_role
+    with pg.connect() as conn:
+        load_table(conn, "items", *make_rows(20, 8, seed=51))
+    as_role = pg.uri("items").replace("postgres@", f"{role}:{{}}@")
+    snap = vecdr.snapshot(repo, as_role.format(password))  # the right one works
+    for uri, reason in ((as_role.format("wrong-secret"), "password authentication failed"),
+                        (as_role.format(""), "no password supplied")):  # fmt: skip
+        with pytest.raises(BackendConnectionError, match=reason) as caught:
+            vecdr.snapshot(repo, uri)
+        assert "wrong-secret" not in str(caught.value) and password not in str(caught.value)
+        with pytest.raises(BackendConnectionError, match=reason):
+            vecdr.restore(repo, uri.replace("table=items", "table=copy"), snap.snapshot)
+    proc = cli("snapshot", str(repo.url), as_role.format("wrong-secret"))
+    assert_one_line_error(proc, "password authentication failed")
+    assert "wrong-secret" not in proc.stderr + proc.stdout
+    assert [c.snapshot for c in repo.commits()] == [snap.snapshot]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from vecdr.engines import export as _export
 from vecdr.engines import restore as _restore
 from vecdr.engines import snapshot as _snapshot
 from vecdr.engines import verify as _verify
+from vecdr.engines.snapshot import DIFF_PASS_ROWS
 from vecdr.errors import VecdrError
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, pick_collection
@@ -78,13 +79,19 @@ def snapshot(
     mode: str = "auto",
     allow_nonfinite: bool = False,
     reporter: Reporter = NULL,
+    diff_pass_rows: int = DIFF_PASS_ROWS,
 ) -> SnapshotResult:
-    """Snapshot a source (URI, FAISS index, ``vecdr.faiss.TrackedIndex`` or Source) and commit it."""
+    """Snapshot a source (URI, FAISS index, ``vecdr.faiss.TrackedIndex`` or Source) and commit it.
+
+    ``diff_pass_rows`` bounds how many previous rows a diff holds at once (about 34
+    bytes each) for sources that scan id ranges (pgvector); larger collections are
+    compared one id range at a time.
+    """
     src = _as_source(source, embeddings)
     try:
         return _snapshot(
             open_repository(repo), src, collection=collection, tags=tags, with_index=with_index,
-            mode=mode, allow_nonfinite=allow_nonfinite, reporter=reporter,
+            mode=mode, allow_nonfinite=allow_nonfinite, reporter=reporter, diff_pass_rows=diff_pass_rows,
         )
     finally:
         src.close()

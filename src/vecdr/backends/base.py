@@ -11,7 +11,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+IdRange = tuple[Any, Any]
+"""``(lo, hi)``: the ids with ``lo <= id < hi``; ``None`` leaves that side unbounded."""
+WHOLE: IdRange = (None, None)
+
+
+def in_range(ids: pa.Array, within: IdRange) -> np.ndarray | None:
+    """Which of ``ids`` lie in ``within``, in Arrow's order (``None``: all of them)."""
+    lo, hi = within
+    mask = None
+    if lo is not None:
+        mask = pc.greater_equal(ids, pa.scalar(lo, ids.type))
+    if hi is not None:
+        below = pc.less(ids, pa.scalar(hi, ids.type))
+        mask = below if mask is None else pc.and_(mask, below)
+    return None if mask is None else mask.to_numpy(zero_copy_only=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,18 @@ class Source(ABC):
     @abstractmethod
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:
         """Every row, in batches of at most ``batch_rows``."""
+
+    #: :meth:`scan_range` selects an id range without reading the rest (a database's
+    #: WHERE on its key): a diff snapshot of a large collection then compares one id
+    #: range at a time, in memory bounded by the range, not the collection.
+    range_scans: bool = False
+
+    def scan_range(self, batch_rows: int, lo: Any, hi: Any) -> Iterator[pa.Table]:
+        """Rows with ``lo <= id < hi`` (``None``: unbounded), ids ordered as Arrow orders them
+        (integers by value, strings by their UTF-8 bytes). This default filters :meth:`scan`."""
+        for batch in self.scan(batch_rows):
+            inside = in_range(batch.column("id").combine_chunks(), (lo, hi))
+            yield batch if inside is None else batch.filter(pa.array(inside))
 
     def changes(self) -> ChangeSet | None:
         """Recorded changes for tracked mode; ``None`` where the source keeps no journal."""

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecdr.backends.base import ChangeSet, Source, SourceInfo
+from vecdr.backends.base import WHOLE, ChangeSet, IdRange, Source, SourceInfo, in_range
 from vecdr.engines.pool import bounded_map
 from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers
 from vecdr.errors import (
@@ -27,6 +27,7 @@ from vecdr.errors import (
     IntegrityError,
     NonFiniteVectorError,
     SchemaError,
+    SourceError,
     UsageError,
 )
 from vecdr.format.deletions import encode_deletion_file
@@ -40,6 +41,12 @@ from vecdr.repository.commits import skipped
 
 SCAN_BATCH_ROWS = 65536
 MODES = ("auto", "full", "diff", "tracked")
+#: Most previous rows a diff snapshot compares against at once (about 34 bytes each).
+#: A larger collection is compared one id range at a time where the source can select
+#: ranges cheaply (a database's WHERE), so memory does not grow with the collection.
+DIFF_PASS_ROWS = 2_000_000
+#: Ids sampled per id range when choosing range bounds.
+_SAMPLES_PER_PASS = 64
 
 
 @cache
@@ -146,9 +153,9 @@ class LiveRows:
 
 
 def _segment_rows(
-    repo: Repository, entry: SegmentEntry, only: pa.Array | np.ndarray | None
+    repo: Repository, entry: SegmentEntry, only: pa.Array | np.ndarray | None, within: IdRange = WHOLE
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """(ids, positions, hashes) of one segment's live rows (those in ``only``), from its sidecar."""
+    """(ids, positions, hashes) of one segment's live rows (those in ``only`` and ``within``), from its sidecar."""
     ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
     if len(ids) != entry.rows:
         raise IntegrityError(
@@ -164,18 +171,26 @@ def _segment_rows(
         keep &= only[at] == values
     elif only is not None:
         keep &= pc.is_in(ids, value_set=only.cast(ids.type)).to_numpy(zero_copy_only=False)
+    inside = in_range(ids, within)
+    if inside is not None:
+        keep &= inside
     if keep.all():
         return ids, np.arange(entry.rows, dtype=np.int32), hashes
     return ids.filter(pa.array(keep)), np.flatnonzero(keep).astype(np.int32), hashes[keep]
 
 
 def live_rows(
-    repo: Repository, manifest: Manifest | None, ids: pa.DataType, only: pa.Array | None = None
+    repo: Repository,
+    manifest: Manifest | None,
+    ids: pa.DataType,
+    only: pa.Array | None = None,
+    within: IdRange = WHOLE,
 ) -> LiveRows:
     """Read the live rows of ``manifest`` from its segments' row-hash sidecars (in parallel).
 
     With ``only``, just the rows of those ids: what a tracked snapshot needs, in
-    memory that grows with the changes, not with the collection.
+    memory that grows with the changes, not with the collection. With ``within``,
+    just the rows of that id range: one pass of a diff snapshot.
     """
     segments = manifest.segments if manifest else ()
     wanted: pa.Array | np.ndarray | None = only
@@ -183,12 +198,44 @@ def live_rows(
         wanted = np.unique(only.cast(ids).to_numpy(zero_copy_only=False))
         if not len(wanted):
             segments = ()
-    parts = bounded_map(lambda entry: _segment_rows(repo, entry, wanted), segments, default_workers())
+    parts = bounded_map(lambda entry: _segment_rows(repo, entry, wanted, within), segments, default_workers())
     return LiveRows.of(parts, ids)
 
 
+def id_ranges(repo: Repository, manifest: Manifest, ids: pa.DataType, pass_rows: int) -> list[IdRange]:
+    """Id ranges that split ``manifest``'s rows into parts of about ``pass_rows`` rows.
+
+    The bounds are quantiles of a sample of every segment's ids, so reading them
+    holds a small fraction of the ids at a time. The first range starts and the
+    last one ends unbounded: every id falls in exactly one range.
+    """
+    passes = -(-manifest.rows // max(1, pass_rows))
+    if passes <= 1:
+        return [WHOLE]
+    stride = max(1, manifest.rows // (passes * _SAMPLES_PER_PASS))
+
+    def sample(entry: SegmentEntry) -> pa.Array:
+        segment_ids, _ = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
+        return segment_ids.cast(ids)[::stride]
+
+    picked = pa.concat_arrays([pa.array([], ids)] + bounded_map(sample, manifest.segments, default_workers()))
+    picked = picked.take(pc.sort_indices(picked))
+    bounds: list[object] = []
+    for k in range(1, passes):
+        bound = picked[k * len(picked) // passes].as_py()
+        if not bounds or bound > bounds[-1]:
+            bounds.append(bound)
+    edges = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
 class _Snapshotter:
-    """One snapshot in progress: the previous state, the rows written, the rows dropped."""
+    """One snapshot in progress: the rows written and the previous rows dropped.
+
+    The previous snapshot's rows are compared in passes (:meth:`begin` …
+    :meth:`end`): all of them at once, the changed ones (tracked mode), or one id
+    range at a time (a large diff); only the rows each pass drops are kept after it.
+    """
 
     def __init__(
         self,
@@ -197,7 +244,6 @@ class _Snapshotter:
         info: SourceInfo,
         collection: str,
         prev: Manifest | None,
-        prev_rows: LiveRows,
         workers: int,
         allow_nonfinite: bool,
         reporter: Reporter,
@@ -209,21 +255,38 @@ class _Snapshotter:
         self.info = info
         self.collection = collection
         self.prev = prev
-        self.prev_rows = prev_rows
         self.allow_nonfinite = allow_nonfinite
         self.reporter = reporter
         self.schema = segment_schema(info.dimension, info.id_type, info.attributes)
         # One segment beyond the cores keeps every core encoding while another waits on
         # fsync; each more would hold ~100 MB of encoding buffers (peak RSS, measured).
         self.writer = SegmentWriter(repo, self.schema, workers + 1)
-        self.dead = np.zeros(len(prev_rows), dtype=bool)  # prev rows no longer live
-        self.seen = np.zeros(len(prev_rows), dtype=bool)  # prev rows met in a full scan
         self.added = 0
         self.changed = 0
+        self.dropped: list[tuple[np.ndarray, np.ndarray]] = []  # (segment, row) of prev rows no longer live
+        self.begin(live_rows(repo, None, id_type(info.id_type)))
+
+    def begin(self, prev_rows: LiveRows, within: IdRange = WHOLE) -> None:
+        """Compare the rows to come with ``prev_rows``: the previous rows whose ids lie in ``within``."""
+        self.prev_rows = prev_rows
+        self.within = within
+        self.dead = np.zeros(len(prev_rows), dtype=bool)  # prev rows no longer live
+        self.seen = np.zeros(len(prev_rows), dtype=bool)  # prev rows met in a full scan
+
+    def end(self, scanned: bool) -> int:
+        """Close the pass; after a scan, previous rows it did not meet are deleted (returns how many)."""
+        unseen = ~self.seen & ~self.dead if scanned else np.zeros(len(self.prev_rows), dtype=bool)
+        self.dead |= unseen
+        dead = np.flatnonzero(self.dead)
+        self.dropped.append((self.prev_rows.segment[dead], self.prev_rows.row[dead]))
+        self.begin(live_rows(self.repo, None, id_type(self.info.id_type)))
+        return int(unseen.sum())
 
     def upsert(self, batch: pa.Table) -> None:
         """Rows present in the source now: write those that are new or changed."""
         vectors = _check_batch(batch, self.info, self.allow_nonfinite)
+        if self.within != WHOLE:
+            self._check_within(batch.column("id").combine_chunks())
         if not len(self.prev_rows):
             # Nothing to compare with: every row is new, and the encoding threads hash them.
             self.added += batch.num_rows
@@ -250,6 +313,17 @@ class _Snapshotter:
             self.writer.add(out, hashes[write])
         self.reporter.advance(batch.num_rows)
 
+    def _check_within(self, ids: pa.Array) -> None:
+        # A row outside the pass's range would be taken for a new one while its old
+        # version stayed live: two rows for one id. Refuse it.
+        inside = in_range(ids.cast(id_type(self.info.id_type)), self.within)
+        if inside is not None and not inside.all():
+            lo, hi = self.within
+            raise SourceError(
+                f"the source returned id {ids[int(np.argmin(inside))].as_py()!r} when asked for ids "
+                f"from {lo!r} up to {hi!r}; its id-range scan disagrees with vecdr's id order"
+            )
+
     def delete(self, ids: pa.Array) -> int:
         """Ids removed from the source (tracked mode)."""
         if not len(ids):
@@ -270,7 +344,7 @@ class _Snapshotter:
             return [], 0
         segments = list(self.prev.segments)
         masks: dict[int, np.ndarray] = {}
-        for i, newly_dead in sorted(_group_dead(self.prev_rows, self.dead).items()):
+        for i, newly_dead in sorted(_group_dead(self.dropped).items()):
             old = dead_mask(self.repo, segments[i])
             masks[i] = np.zeros(segments[i].rows, dtype=bool) if old is None else old.copy()
             masks[i][newly_dead] = True
@@ -330,14 +404,13 @@ class _Snapshotter:
         return manifest, bytes_written
 
 
-def _group_dead(rows: LiveRows, dead: np.ndarray) -> dict[int, np.ndarray]:
-    """Row positions newly dead, per previous segment."""
-    idx = np.flatnonzero(dead)
-    if not len(idx):
+def _group_dead(dropped: list[tuple[np.ndarray, np.ndarray]]) -> dict[int, np.ndarray]:
+    """Row positions newly dead, per previous segment, from ``(segment, row)`` pairs."""
+    segs = np.concatenate([np.empty(0, np.int32)] + [d[0] for d in dropped])
+    if not len(segs):
         return {}
-    segs = rows.segment[idx]
     order = np.argsort(segs, kind="stable")
-    segs, pos = segs[order], rows.row[idx][order]
+    segs, pos = segs[order], np.concatenate([d[1] for d in dropped])[order]
     bounds = np.flatnonzero(np.diff(segs)) + 1
     return {int(s[0]): p for s, p in zip(np.split(segs, bounds), np.split(pos, bounds), strict=True)}
 
@@ -353,6 +426,7 @@ def snapshot(
     allow_nonfinite: bool = False,
     workers: int | None = None,
     reporter: Reporter = NULL,
+    diff_pass_rows: int = DIFF_PASS_ROWS,
 ) -> SnapshotResult:
     """Snapshot ``source`` into ``repo`` and commit it.
 
@@ -360,6 +434,10 @@ def snapshot(
     collection's latest snapshot, else compares row hashes (``"diff"``, which is a
     full snapshot when there is no previous one). ``"full"`` ignores the previous
     snapshot's rows (segments already stored are still not rewritten twice).
+
+    A diff compares at most ``diff_pass_rows`` previous rows at once when the source
+    scans id ranges cheaply (:attr:`Source.range_scans`): a larger collection is
+    scanned one id range at a time, so memory stays bounded whatever its size.
     """
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -404,47 +482,53 @@ def snapshot(
             if journal is not None
             else "the source keeps no change journal; comparing every row"
         )
-    prev_rows = live_rows(repo, None, id_type(info.id_type))
+    ids_type = id_type(info.id_type)
     if tracked and journal is not None and prev is not None:
-        upserted = journal.upserts.column("id").combine_chunks().cast(id_type(info.id_type))
-        changed_ids = pa.concat_arrays([upserted, journal.deletes.cast(id_type(info.id_type))])
-        prev_rows = live_rows(repo, prev, id_type(info.id_type), only=changed_ids)
+        upserted = journal.upserts.column("id").combine_chunks().cast(ids_type)
+        changed_ids = pa.concat_arrays([upserted, journal.deletes.cast(ids_type)])
+        changed_rows = live_rows(repo, prev, ids_type, only=changed_ids)
         # The journal must account for exactly the rows the source holds; if it does
         # not, some change bypassed it, and only a full comparison is safe.
-        new = int((prev_rows.find(upserted) < 0).sum())
-        gone = int((prev_rows.find(journal.deletes) >= 0).sum())
+        new = int((changed_rows.find(upserted) < 0).sum())
+        gone = int((changed_rows.find(journal.deletes) >= 0).sum())
         if info.rows is not None and prev.rows + new - gone != info.rows:
             reporter.warn(
                 f"the change journal accounts for {prev.rows + new - gone} rows but the source "
                 f"holds {info.rows}; comparing every row instead"
             )
             tracked = False
-    if use_prev and not tracked:
-        prev_rows = live_rows(repo, prev, id_type(info.id_type))
     run_mode = "tracked" if tracked else ("diff" if use_prev else "full")
 
     job = _Snapshotter(
-        repo, source, info, name, prev if use_prev else None, prev_rows,
+        repo, source, info, name, prev if use_prev else None,
         workers or default_workers(), allow_nonfinite, reporter,
         parent=prev.snapshot if prev is not None else None,
     )
     try:
         if tracked and journal is not None:
+            job.begin(changed_rows)
             upserts = journal.upserts
             _check_ids_unique(upserts.column("id").combine_chunks())
             reporter.start("snapshot (tracked)", upserts.num_rows)
             for offset in range(0, upserts.num_rows, SCAN_BATCH_ROWS):
                 job.upsert(upserts.slice(offset, SCAN_BATCH_ROWS))
             deleted = job.delete(journal.deletes)
+            job.end(scanned=False)
         else:
             if not info.unique_ids:
                 _check_ids_unique(source.ids())
+            ranges = [WHOLE]
+            if use_prev and prev is not None and source.range_scans:
+                ranges = id_ranges(repo, prev, ids_type, diff_pass_rows)
             reporter.start(f"snapshot ({run_mode})", info.rows)
-            for batch in source.scan(SCAN_BATCH_ROWS):
-                job.upsert(batch)
-            unseen = ~job.seen & ~job.dead
-            deleted = int(unseen.sum())
-            job.dead |= unseen
+            deleted = 0
+            for within in ranges:
+                if use_prev:
+                    job.begin(live_rows(repo, prev, ids_type, within=within), within)
+                whole = within == WHOLE
+                for batch in source.scan(SCAN_BATCH_ROWS) if whole else source.scan_range(SCAN_BATCH_ROWS, *within):
+                    job.upsert(batch)
+                deleted += job.end(scanned=True)
         reporter.finish()
         manifest, bytes_written = job.finish(deleted, with_index, tags, run_mode, started)
     except BaseException:
