@@ -254,8 +254,11 @@ def worker_command(action: str, *args: str) -> list[str]:
 
 
 def worker(argv: list[str]) -> int:
-    """Child process: run one vecdr call, print what it returned and how long it took, as JSON."""
-    action, repo_path, uri = argv
+    """Child process: run one vecdr call, print what it returned and how long it took, as JSON.
+
+    ``snapshot REPO URI [DIFF_PASS_ROWS]``, ``restore REPO URI`` or ``imports``."""
+    action, repo_path, uri, *options = argv
+    snapshot_options = {"diff_pass_rows": int(options[0])} if options else {}
     import vecdr
 
     if action == "imports":  # what the interpreter and the modules a snapshot uses cost alone
@@ -272,7 +275,7 @@ def worker(argv: list[str]) -> int:
     timer = PhaseTimer()
     t0 = time.perf_counter()
     if action == "snapshot":
-        res = vecdr.snapshot(vecdr.open_repository(repo_path), uri, reporter=timer)
+        res = vecdr.snapshot(vecdr.open_repository(repo_path), uri, reporter=timer, **snapshot_options)
         seconds = time.perf_counter() - t0
         phases = {**timer.phases, "after_scan (encode, write, manifest, commit)": seconds - sum(timer.phases.values())}
         out = {"rows": res.rows, "bytes_written": res.bytes_written, "mode": res.mode, "phases": phases}
@@ -309,8 +312,10 @@ def peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def run_worker(action: str, repo: Path, uri: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    proc = run_process(worker_command(action, str(repo), uri), env=env)
+def run_worker(
+    action: str, repo: Path, uri: str, env: dict[str, str] | None = None, *options: str
+) -> dict[str, Any]:
+    proc = run_process(worker_command(action, str(repo), uri, *options), env=env)
     if proc["rc"] != 0:
         raise RuntimeError(f"vecdr {action} failed ({proc['rc']}):\n{proc['stderr'][-3000:]}")
     inner = json.loads(proc["stdout"].strip().splitlines()[-1])

@@ -41,8 +41,8 @@ class RangedSource(ParquetSource):
         return super().scan_range(batch_rows, lo, hi)
 
 
-def write_rows(path: Path, ids: list[Any], vectors: np.ndarray, kind: pa.DataType = pa.int64()) -> Path:
-    pq.write_table(pa.table({"id": pa.array(ids, kind), "vector": vectors_to_arrow(vectors)}), path)
+def write_rows(path: Path, ids: list[Any], vectors: np.ndarray, kind: pa.DataType | None = None) -> Path:
+    pq.write_table(pa.table({"id": pa.array(ids, kind or pa.int64()), "vector": vectors_to_arrow(vectors)}), path)
     return path
 
 
