@@ -1,7 +1,8 @@
 """Backends by URI scheme, imported lazily, with the extra to install when missing.
 
 ``faiss:PATH``, ``parquet:PATH``, ``postgresql://…?table=NAME`` (also ``postgres:``
-and ``pgvector:``); later engines register the same way
+and ``pgvector:``), ``milvus:PATH.db?collection=NAME`` and ``milvus://host:port?collection=NAME``
+(also ``milvus+http:`` and ``milvus+https:``); later engines register the same way
 (fsspec's ``known_implementations`` is the model).
 """
 
@@ -22,6 +23,9 @@ KNOWN: dict[str, tuple[str, str, str, str, str]] = {
     "postgresql": ("vecdr.backends.pgvector", "PgvectorSource", "PgvectorTarget", "pgvector", "psycopg"),
     "postgres": ("vecdr.backends.pgvector", "PgvectorSource", "PgvectorTarget", "pgvector", "psycopg"),
     "pgvector": ("vecdr.backends.pgvector", "PgvectorSource", "PgvectorTarget", "pgvector", "psycopg"),
+    "milvus": ("vecdr.backends.milvus", "MilvusSource", "MilvusTarget", "milvus", "pymilvus"),
+    "milvus+http": ("vecdr.backends.milvus", "MilvusSource", "MilvusTarget", "milvus", "pymilvus"),
+    "milvus+https": ("vecdr.backends.milvus", "MilvusSource", "MilvusTarget", "milvus", "pymilvus"),
 }
 
 
