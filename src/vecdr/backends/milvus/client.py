@@ -1,8 +1,9 @@
 """Connecting to Milvus, and turning its failures into vecdr's typed, one-line errors.
 
-pymilvus logs every failed call with a traceback (and Milvus Lite logs a failed
-start); vecdr reports each failure itself as a typed error, so while it talks to
-Milvus those libraries' records below CRITICAL are dropped (:func:`quiet`).
+pymilvus logs every failed call with a traceback (and Milvus Lite, in this
+process, logs a failed start and the calls it does not implement); vecdr reports
+each failure itself as a typed error, so while it talks to Milvus those
+libraries' records below CRITICAL are dropped (:func:`quiet`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from vecdr.errors import BackendConnectionError, BackendError, NotFoundInBackend
 CONNECT_TIMEOUT = 10.0
 #: Milvus error codes meaning "no such collection / partition / database".
 NOT_FOUND_CODES = {4, 100, 200, 800}
-_LOGGERS = ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "milvus_lite")
+#: pymilvus, Milvus Lite, and gRPC's server (Milvus Lite in this process serves through it).
+_LOGGERS = ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "milvus_lite", "grpc._server")
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
 _saved_levels: dict[str, int] = {}
@@ -56,8 +58,9 @@ def reason(exc: BaseException, endpoint: Endpoint) -> str:
     return endpoint.scrub(" ".join(str(text).split()))
 
 
-def failure(exc: Exception, endpoint: Endpoint, doing: str) -> VecdrError:
-    """The vecdr error for a failed Milvus call (``doing``: what was being done, for the message)."""
+def failure(exc: Exception, endpoint: Endpoint, doing: str, kind: type[VecdrError] = BackendError) -> VecdrError:
+    """The vecdr error for a failed Milvus call (``doing``: what was being done, for the message;
+    ``kind``: the error when Milvus refused the call itself)."""
     if isinstance(exc, VecdrError):
         return exc
     code = getattr(exc, "code", None)
@@ -66,7 +69,7 @@ def failure(exc: Exception, endpoint: Endpoint, doing: str) -> VecdrError:
         return NotFoundInBackendError(text)
     if type(exc).__name__ in ("MilvusUnavailableException", "FutureTimeoutError", "RpcError"):
         return BackendConnectionError(text)
-    return BackendError(text)
+    return kind(text)
 
 
 def _is_lite_database(path: Path) -> bool:
@@ -154,10 +157,11 @@ def stub(client: Any) -> Any:
     return client._get_connection()._stub
 
 
-def check(status: Any, endpoint: Endpoint, doing: str) -> None:
+def check(status: Any, endpoint: Endpoint, doing: str, kind: type[VecdrError] = BackendError) -> None:
     """Raise the vecdr error for a non-success ``common.Status``."""
     if status.code == 0 and status.error_code == 0:
         return
     from pymilvus.exceptions import MilvusException
 
-    raise failure(MilvusException(code=status.code or status.error_code, message=status.reason), endpoint, doing)
+    error = MilvusException(code=status.code or status.error_code, message=status.reason)
+    raise failure(error, endpoint, doing, kind)

@@ -269,7 +269,11 @@ def describe(client: Any, name: str, vector: str | None = None) -> Collection:
 
 def foreign(name: str, dimension: int, id_type: str, attributes: pa.Schema, portable: dict[str, Any] | None,
             id_name: str, vector_name: str) -> Collection:  # fmt: skip
-    """A collection for a snapshot of another engine (FAISS, pgvector, Parquet)."""
+    """A collection for a snapshot of another engine (FAISS, pgvector, Parquet).
+
+    ``$meta`` and ``$partition`` columns (a Milvus snapshot that went through another
+    engine) become the dynamic field and the rows' partitions again.
+    """
     primary = (
         FieldSpec(id_name, "INT64", is_primary=True)
         if id_type == "int64"
@@ -292,4 +296,5 @@ def foreign(name: str, dimension: int, id_type: str, attributes: pa.Schema, port
     indexes = [index_for_portable(portable, vector_name)]
     # Every vector field needs an index before Milvus loads the collection.
     indexes += [index_for_portable(None, f.name) for f in attrs if f.type == "FLOAT_VECTOR"]
-    return Collection(name=name, fields=fields, vector=vector_name, indexes=tuple(indexes))
+    return Collection(name=name, fields=fields, vector=vector_name, dynamic=DYNAMIC in attributes.names,
+                      indexes=tuple(indexes))  # fmt: skip

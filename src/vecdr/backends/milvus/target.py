@@ -141,7 +141,7 @@ class MilvusTarget(Target):
         except VecdrError:
             raise
         except Exception as exc:
-            raise failure(exc, self.endpoint, doing) from exc
+            raise failure(exc, self.endpoint, doing, TargetError) from exc
 
     def exists(self) -> bool:
         if self.endpoint.lite_path is not None and not Path(self.endpoint.lite_path).exists():
@@ -278,8 +278,8 @@ class MilvusTarget(Target):
             with quiet():
                 response = stub(self.client).Insert(request)
         except Exception as exc:
-            raise failure(exc, self.endpoint, doing) from exc
-        check(response.status, self.endpoint, doing)
+            raise failure(exc, self.endpoint, doing, TargetError) from exc
+        check(response.status, self.endpoint, doing, TargetError)
         if response.insert_cnt != request.num_rows:
             raise TargetError(f"{doing}: {response.insert_cnt} of {request.num_rows} rows were inserted")
         self._sent_rows += request.num_rows

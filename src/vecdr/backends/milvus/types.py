@@ -41,7 +41,7 @@ UNSUPPORTED_VECTORS = {
     104: "SPARSE_FLOAT_VECTOR",
     105: "INT8_VECTOR",
 }
-NOT_YET = "only FLOAT_VECTOR fields are supported; binary, float16, bfloat16, sparse and int8 vectors are not yet"
+NOT_YET = "vecdr supports FLOAT_VECTOR fields; binary, float16, bfloat16, sparse and int8 vectors are not yet supported"
 
 ARROW: dict[str, pa.DataType] = {
     "BOOL": pa.bool_(),
