@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from vecdr.backends.base import RestoreSpec, Target
 from vecdr.backends.milvus import wire
-from vecdr.backends.milvus.client import check, connect, failure, quiet, stub
+from vecdr.backends.milvus.client import check, connect, failure, quiet, server_version, stub
 from vecdr.backends.milvus.schema import DEFAULT_PARTITION, Collection, IndexSpec, check_name, foreign
 from vecdr.backends.milvus.types import DYNAMIC, PARTITION, FieldSpec
 from vecdr.backends.milvus.uri import endpoint
@@ -127,6 +127,7 @@ class MilvusTarget(Target):
         self._pending_bytes: dict[str, int] = {}
         self._partitions: set[str] = set()
         self._sent_rows = 0
+        self._max_id: int | None = None  # largest integer id restored, for the auto_id check
         self._warn: Any = lambda message: None
 
     def _connect(self) -> Any:
@@ -259,6 +260,9 @@ class MilvusTarget(Target):
             return
         started = time.perf_counter()
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        if self.layout.primary.auto_id and self.layout.primary.type == "INT64":
+            top = pc.max(table.column("id")).as_py()
+            self._max_id = top if self._max_id is None or top is None else max(self._max_id, top)
         if partition and partition not in self._partitions:
             self._sender.put(lambda p=partition: self._create_partition(p))
         per_request = max(1, int(table.num_rows * INSERT_BATCH_BYTES / max(1, table.nbytes)))
@@ -314,7 +318,19 @@ class MilvusTarget(Target):
         if count != self.spec.rows:
             raise TargetError(f"restored {count} rows into {self.name!r}, expected {self.spec.rows}")
         timed("publish", f"publishing {self.name!r}", self._publish)
+        self._check_auto_ids()
         return self.phases
+
+    def _check_auto_ids(self) -> None:
+        """Milvus numbers new rows of an auto_id collection by time, after any restored id;
+        Milvus Lite by its own write counter, which starts again in a restored collection."""
+        if self._max_id is None or self._max_id < self.spec.rows:
+            return
+        if server_version(self.client).startswith("milvus_lite"):
+            self._warn(
+                f"{self.name!r} has auto_id keys up to {self._max_id}: Milvus Lite numbers new rows from "
+                f"about {self.spec.rows}, so rows inserted later without a key may reuse a restored id"
+            )
 
     def _indexes(self) -> Any:
         assert self.layout is not None
