@@ -38,6 +38,24 @@ def postgres() -> Iterator[Any]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """A real S3 endpoint (moto's server on 127.0.0.1, in a child process), shared by the session."""
+    pytest.importorskip("moto", reason="moto[server] is not installed")
+    pytest.importorskip("s3fs", reason="the s3 extra is not installed")
+    from vecdr.testing.s3 import start
+
+    server = start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3: Any) -> str:
+    """``s3://BUCKET/backups`` in a fresh bucket of the session's server."""
+    return f"s3://{s3.make_bucket()}/backups"
+
+
 @pytest.fixture
 def pg(postgres: Any) -> Any:
     """A fresh database (with pgvector) on the session's server; ``pg.uri(table)`` names a table in it."""

@@ -47,13 +47,18 @@ __all__ = [
 RepoLike = Repository | str | os.PathLike[str]
 
 
-def init(url: str | os.PathLike[str]) -> Repository:
-    """Create an empty repository at a path or fsspec URL."""
-    return Repository.init(url)
+def init(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Repository:
+    """Create an empty repository at a path or fsspec URL.
+
+    ``storage_options`` configure the store (S3 endpoint, region, encryption,
+    credentials, transfer concurrency; see docs/storage.md).
+    """
+    return Repository.init(url, storage_options)
 
 
-def open_repository(url: RepoLike) -> Repository:
-    return url if isinstance(url, Repository) else Repository.open(url)
+def open_repository(url: RepoLike, storage_options: dict[str, Any] | None = None) -> Repository:
+    """Open the repository at a path or URL (a :class:`Repository` is returned as is)."""
+    return url if isinstance(url, Repository) else Repository.open(url, storage_options)
 
 
 def _as_source(source: Any, embeddings: Any = None) -> Source:

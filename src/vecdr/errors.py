@@ -12,7 +12,8 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   ├── SnapshotNotFoundError        (LookupError)
     │   ├── AmbiguousSnapshotError       (LookupError)
     │   ├── CollectionError              (LookupError: unknown or ambiguous collection)
-    │   └── CommitError                  (the commit point could not be written)
+    │   ├── CommitError                  (the commit point could not be written)
+    │   └── LockedError                  (another process holds the repository's lock)
     ├── SourceError                      (ValueError)
     │   ├── DimensionMismatchError
     │   ├── DuplicateIdError
@@ -28,7 +29,9 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   ├── BackendUnavailableError      (ImportError: the extra to install is named)
     │   ├── BackendConnectionError       (ConnectionError: unreachable, refused, bad credentials)
     │   └── NotFoundInBackendError       (LookupError: no such table, collection or column)
-    └── StoreError                       (OSError)
+    └── StoreError                       (OSError: the message names the object and the reason)
+        ├── StoreAccessError             (PermissionError: wrong credentials, access denied)
+        └── StoreUnreachableError        (ConnectionError: endpoint unreachable, retries spent)
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ class CollectionError(RepositoryError, LookupError):
 
 class CommitError(RepositoryError):
     """The commit record could not be written; nothing was committed."""
+
+
+class LockedError(RepositoryError):
+    """Another process holds the repository's lock; the message names it and the way out."""
 
 
 class SourceError(VecdrError, ValueError):
@@ -143,3 +150,11 @@ class NotFoundInBackendError(BackendError, LookupError):
 
 class StoreError(VecdrError, OSError):
     """The underlying storage failed in a way vecdr cannot recover from."""
+
+
+class StoreAccessError(StoreError, PermissionError):
+    """The store refused the credentials or the operation (access denied)."""
+
+
+class StoreUnreachableError(StoreError, ConnectionError):
+    """The store could not be reached, or kept failing until the retries ran out."""

@@ -8,6 +8,7 @@ of an unexpected error (a bug), never of an ordinary vecdr error.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -78,6 +79,41 @@ app = typer.Typer(
 )
 
 app.add_typer(pgvector_cli.app)
+
+#: Storage options given on the command line travel as the environment variables
+#: the store reads (AWS's own where there is one), so every command sees them.
+STORAGE_ENV = {
+    "endpoint_url": ("AWS_ENDPOINT_URL",),
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "sse": ("VECDR_S3_SSE",),
+    "sse_kms_key_id": ("VECDR_S3_SSE_KMS_KEY_ID",),
+    "concurrency": ("VECDR_CONCURRENCY",),
+}
+
+
+@app.callback()
+def storage(
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="S3-compatible endpoint (MinIO, R2, Ceph…); AWS_ENDPOINT_URL.")
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="The bucket's region; AWS_REGION.")] = None,
+    sse: Annotated[
+        str | None, typer.Option("--sse", help="Server-side encryption of new objects: AES256 or aws:kms.")
+    ] = None,
+    sse_kms_key_id: Annotated[
+        str | None, typer.Option("--sse-kms-key-id", help="KMS key for --sse aws:kms (implies it).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="Transfers at once (default 8 on object stores, 1 on disk).")
+    ] = None,
+) -> None:
+    """Backup and disaster recovery for vector indexes."""
+    given = {"endpoint_url": endpoint_url, "region": region, "sse": sse, "sse_kms_key_id": sse_kms_key_id,
+             "concurrency": concurrency}
+    for name, value in given.items():
+        if value is not None:
+            for variable in STORAGE_ENV[name]:
+                os.environ[variable] = str(value)
 
 Repo = Annotated[str, typer.Argument(help=f"Repository path or URL (or set {REPO_ENV}).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -254,10 +290,50 @@ def export_cmd(
         print(f"exported {doc['rows']:,} rows of snapshot {str(doc['snapshot'])[:12]} to {doc['path']}")
 
 
+@command("unlock")
+def unlock_cmd(
+    repo: Repo,
+    all_locks: Annotated[
+        bool, typer.Option("--all", help="Also remove locks that still look held (their holder must be gone).")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Remove stale locks (left by a process that died); list what was removed."""
+    from vecdr.repository.locks import list_locks, unlock
+
+    r = vecdr.open_repository(repo)
+    removed = unlock(r.store, all_locks)
+    left = list_locks(r.store)
+    if as_json:
+        output.emit_json({"removed": [_lock_doc(lock) for lock in removed], "held": [_lock_doc(lock) for lock in left]})
+        return
+    for lock in removed:
+        print(f"removed {lock.describe()}")
+    for lock in left:
+        print(f"kept {lock.describe()} (remove it with --all if its holder is gone)")
+    if not removed and not left:
+        print("no locks")
+
+
+def _lock_doc(lock: Any) -> dict[str, Any]:
+    return {"kind": lock.kind, "holder": lock.holder, "purpose": lock.purpose, "created": lock.created,
+            "expires": lock.expires, "stale": lock.stale()}
+
+
+class _WarnHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        output.warn(record.getMessage())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one line on stderr."""
     # Warnings (from vecdr or a library) become one line each on stderr.
     warnings.showwarning = lambda message, *args, **kwargs: output.warn(str(message))
+    # Retries of a remote store are logged; the CLI shows them with VECDR_DEBUG=1 only,
+    # so a failure still ends in exactly one line.
+    logger = logging.getLogger("vecdr")
+    logger.propagate = False
+    logger.addHandler(_WarnHandler() if os.environ.get("VECDR_DEBUG") else logging.NullHandler())
     try:
         # Without standalone mode the parser returns an Exit's code instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="vecdr")

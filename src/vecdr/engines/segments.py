@@ -27,6 +27,12 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
+def io_workers(repo: Repository, workers: int | None = None) -> int:
+    """Threads for work that waits on the store as much as on the cores: the cores, plus
+    the transfers the store runs at once beyond the first (none for a local disk)."""
+    return (workers or default_workers()) + repo.store.concurrency - 1
+
+
 def segment_rows(dimension: int) -> int:
     return max(1024, SEGMENT_BYTES // (4 * dimension + 8))
 
@@ -163,10 +169,11 @@ def iter_live(
 ) -> Iterator[pa.Table]:
     """Yield each segment's live rows, in manifest order, reading ahead on a thread pool.
 
-    At most ``workers + 1`` decoded segments are held at once, so memory stays bounded
-    while reading and decoding overlap whatever the caller does with each table.
+    At most ``workers + 1`` decoded segments are held at once (``workers`` grown by
+    the store's transfer concurrency), so memory stays bounded while reading and
+    decoding overlap whatever the caller does with each table.
     """
-    workers = workers or default_workers()
+    workers = io_workers(repo, workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-read") as pool:
         queue: deque[Future[pa.Table]] = deque()
         entries = iter(manifest.segments)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from vecdr.backends.base import WHOLE, ChangeSet, IdRange, Source, SourceInfo, in_range
 from vecdr.engines.pool import bounded_map
-from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers
+from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers, io_workers
 from vecdr.errors import (
     DimensionMismatchError,
     DuplicateIdError,
@@ -38,6 +38,7 @@ from vecdr.format.segment import id_type, segment_schema, vectors_from_arrow
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, utcnow
 from vecdr.repository.commits import skipped
+from vecdr.repository.locks import Lock
 
 SCAN_BATCH_ROWS = 65536
 MODES = ("auto", "full", "diff", "tracked")
@@ -198,7 +199,7 @@ def live_rows(
         wanted = np.unique(only.cast(ids).to_numpy(zero_copy_only=False))
         if not len(wanted):
             segments = ()
-    parts = bounded_map(lambda entry: _segment_rows(repo, entry, wanted, within), segments, default_workers())
+    parts = bounded_map(lambda entry: _segment_rows(repo, entry, wanted, within), segments, io_workers(repo))
     return LiveRows.of(parts, ids)
 
 
@@ -218,7 +219,7 @@ def id_ranges(repo: Repository, manifest: Manifest, ids: pa.DataType, pass_rows:
         segment_ids, _ = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
         return segment_ids.cast(ids)[::stride]
 
-    picked = pa.concat_arrays([pa.array([], ids)] + bounded_map(sample, manifest.segments, default_workers()))
+    picked = pa.concat_arrays([pa.array([], ids)] + bounded_map(sample, manifest.segments, io_workers(repo)))
     picked = picked.take(pc.sort_indices(picked))
     bounds: list[object] = []
     for k in range(1, passes):
@@ -260,7 +261,8 @@ class _Snapshotter:
         self.schema = segment_schema(info.dimension, info.id_type, info.attributes)
         # One segment beyond the cores keeps every core encoding while another waits on
         # fsync; each more would hold ~100 MB of encoding buffers (peak RSS, measured).
-        self.writer = SegmentWriter(repo, self.schema, workers + 1)
+        # An object store adds one per transfer it runs at once beyond the first.
+        self.writer = SegmentWriter(repo, self.schema, io_workers(repo, workers) + 1)
         self.added = 0
         self.changed = 0
         self.dropped: list[tuple[np.ndarray, np.ndarray]] = []  # (segment, row) of prev rows no longer live
@@ -441,6 +443,27 @@ def snapshot(
     """
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if repo.config.capabilities.get("atomic_create", True):
+        return _take(repo, source, collection, tags, with_index, mode, allow_nonfinite, workers, reporter,
+                     diff_pass_rows)
+    # Two writers could both win a commit sequence number here: one snapshot at a time.
+    with Lock(repo.store, "exclusive", f"snapshot of {collection or source.uri}"):
+        return _take(repo, source, collection, tags, with_index, mode, allow_nonfinite, workers, reporter,
+                     diff_pass_rows)
+
+
+def _take(
+    repo: Repository,
+    source: Source,
+    collection: str | None,
+    tags: tuple[str, ...] | list[str],
+    with_index: bool,
+    mode: str,
+    allow_nonfinite: bool,
+    workers: int | None,
+    reporter: Reporter,
+    diff_pass_rows: int,
+) -> SnapshotResult:
     started = time.perf_counter()
     info = source.info()
     name = collection or info.name

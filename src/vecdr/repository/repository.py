@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 
@@ -70,9 +71,13 @@ class Repository:
     # -- lifecycle ---------------------------------------------------------------
 
     @classmethod
-    def init(cls, url: str | os.PathLike[str]) -> Repository:
-        """Create an empty repository; refuses a location that already holds anything."""
-        store = open_store(url)
+    def init(cls, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Repository:
+        """Create an empty repository; refuses a location that already holds anything.
+
+        A failed init leaves nothing behind: the only object it writes before
+        ``config.json`` is the create-if-absent probe, which it removes.
+        """
+        store = open_store(url, storage_options)
         try:
             if store.exists(CONFIG):
                 raise RepositoryExistsError(f"{store.url} already holds a vecdr repository")
@@ -93,15 +98,19 @@ class Repository:
         except OSError as exc:
             if isinstance(exc, RepositoryExistsError | StoreError):
                 raise
+            if isinstance(exc, FileNotFoundError) and not store.root_exists():
+                raise StoreError(f"cannot create a repository at {store.url}: its bucket does not exist") from exc
             raise StoreError(f"cannot create a repository at {store.url}: {exc}") from exc
         return cls(store, config)
 
     @classmethod
-    def open(cls, url: str | os.PathLike[str]) -> Repository:
-        store = open_store(url)
+    def open(cls, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Repository:
+        store = open_store(url, storage_options)
         try:
             data = store.read(CONFIG)
         except FileNotFoundError:
+            if not store.root_exists():
+                raise NotARepositoryError(f"{store.url} is not a vecdr repository: its bucket does not exist") from None
             raise NotARepositoryError(
                 f"{store.url} is not a vecdr repository (no {CONFIG}; create one with `vecdr init`)"
             ) from None

@@ -3,33 +3,54 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
-from vecdr.errors import StoreError
+from vecdr.errors import StoreError, UsageError
 from vecdr.store.base import Store, redact_url
 from vecdr.store.fsspec import FsspecStore
 from vecdr.store.local import LocalStore
+from vecdr.store.options import OWN, S3_PROTOCOLS, concurrency, retries, s3_filesystem_options
+from vecdr.store.retry import RetryingStore
 
-__all__ = ["FsspecStore", "LocalStore", "Store", "open_store", "redact_url"]
+__all__ = ["FsspecStore", "LocalStore", "RetryingStore", "Store", "open_store", "redact_url"]
 
 
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
 
-def open_store(url: str | os.PathLike[str]) -> Store:
-    """Open the store at a local path or any fsspec URL (``memory://``, ``s3://``, …)."""
+def open_store(url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> Store:
+    """Open the store at a local path or any fsspec URL (``memory://``, ``s3://``, …).
+
+    ``options``: storage options (see :mod:`vecdr.store.options`). A store reached
+    over the network retries transient failures and types every error
+    (:class:`RetryingStore`).
+    """
     import fsspec
 
     text = os.fspath(url)
+    options = dict(options or {})
     if "://" not in text or text.startswith("file://") or text.startswith("local://"):
         _fs, path = fsspec.core.url_to_fs(text)
         return LocalStore(os.path.abspath(path), url=text)
+    scheme = text.split("://", 1)[0].lower()
+    remote = scheme != "memory"
+    transfers = concurrency(options, remote)
+    attempts = retries(options)
+    kwargs = {k: v for k, v in options.items() if k not in OWN}
+    if scheme in S3_PROTOCOLS:
+        kwargs = s3_filesystem_options(kwargs)
     try:
-        fs, path = fsspec.core.url_to_fs(text)
+        fs, path = fsspec.core.url_to_fs(text, **kwargs)
     except ImportError as exc:
-        scheme = text.split("://", 1)[0]
         extra = _EXTRAS.get(scheme)
         hint = f"; install it with: pip install 'vecdr[{extra}]'" if extra else ""
         raise StoreError(f"no filesystem package for {scheme}:// URLs{hint}") from exc
-    except ValueError as exc:
-        raise StoreError(f"cannot open {redact_url(text)}: {exc}") from exc
-    return FsspecStore(fs, path, text)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"cannot open {redact_url(text)}: {' '.join(str(exc).split())}") from exc
+    if scheme in S3_PROTOCOLS:
+        if not path.strip("/"):
+            raise UsageError(f"{redact_url(text)} names no bucket: write s3://BUCKET/PREFIX")
+        fs.retries = 1  # s3fs's own retry loop: botocore's and RetryingStore's are enough
+    store = FsspecStore(fs, path, text, concurrency=transfers)
+    return RetryingStore(store, attempts=attempts) if remote else store

@@ -28,6 +28,9 @@ class Store(ABC):
 
     #: True where :meth:`create` cannot be won by two writers at once.
     atomic_create: bool = False
+    #: Transfers worth running at once beyond what the cores encode: 1 for a local
+    #: disk, more for an object store whose requests wait on the network.
+    concurrency: int = 1
 
     def __init__(self, url: str) -> None:
         self.url = redact_url(url)
@@ -59,6 +62,10 @@ class Store(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are ignored."""
+
+    def root_exists(self) -> bool:
+        """Whether the place the store lives in (an S3 bucket, a container) exists at all."""
+        return True
 
     def local_path(self, key: str) -> str | None:
         """A local file holding the object, where the store has one (for zero-copy loads)."""

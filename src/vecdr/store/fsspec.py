@@ -25,10 +25,11 @@ _memory_lock = threading.Lock()
 class FsspecStore(Store):
     """Objects under ``root`` on an fsspec filesystem."""
 
-    def __init__(self, fs: Any, root: str, url: str) -> None:
+    def __init__(self, fs: Any, root: str, url: str, concurrency: int = 1) -> None:
         super().__init__(url)
         self.fs = fs
         self.root = root.rstrip("/")
+        self.concurrency = concurrency
         protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         self.protocol = protocols[0]
         self.atomic_create = bool(ATOMIC_CREATE_PROTOCOLS.intersection(protocols))
@@ -66,6 +67,10 @@ class FsspecStore(Store):
         for path in found:
             path = path if path.startswith("/") or not self.root.startswith("/") else "/" + path
             yield path[offset:]
+
+    def root_exists(self) -> bool:
+        bucket = self.root.split("/", 1)[0]
+        return self.protocol == "memory" or bool(self.fs.exists(bucket))
 
     def delete(self, key: str) -> None:
         try:
