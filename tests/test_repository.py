@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from vecdr.format.segment import vectors_from_arrow, vectors_to_arrow
 from vecdr.repository import Repository
 from vecdr.store import Store, open_store
 from vecdr.testing.backends import assert_same_rows, faiss_rows
+from vecdr.testing.faults import WrappedStore
 
 D = 8
 
@@ -49,36 +49,6 @@ def flat(n: int, seed: int, d: int = D, start: int = 0) -> tuple[faiss.Index, np
 
 def restored_rows(repo: vecdr.Repository, ref: str, **kw: object) -> tuple[np.ndarray, np.ndarray]:
     return faiss_rows(vecdr.restore_index(repo, ref, **kw))  # type: ignore[arg-type]
-
-
-class WrappedStore(Store):
-    """Passes everything to another store; subclasses add behaviour (restic's wrappers)."""
-
-    def __init__(self, inner: Store) -> None:
-        super().__init__(inner.url)
-        self.inner = inner
-        self.atomic_create = inner.atomic_create
-
-    def read(self, key: str) -> bytes:
-        return self.inner.read(key)
-
-    def write(self, key: str, data: bytes) -> None:
-        self.inner.write(key, data)
-
-    def create(self, key: str, data: bytes) -> None:
-        self.inner.create(key, data)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
-    def size(self, key: str) -> int:
-        return self.inner.size(key)
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
 
 
 def wrapped(repo: vecdr.Repository, store: Store) -> vecdr.Repository:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 _SECRET_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<cred>[^/@\s]+)@")
 
@@ -21,6 +22,13 @@ _SECRET_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<cred>[^/@\s]+)@
 def redact_url(url: str) -> str:
     """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
     return _SECRET_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: float  # Unix time of the last write
 
 
 class Store(ABC):
@@ -62,6 +70,10 @@ class Store(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are ignored."""
+
+    @abstractmethod
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Like :meth:`list`, with each object's size and last-modified time (what GC's grace period reads)."""
 
     def root_exists(self) -> bool:
         """Whether the place the store lives in (an S3 bucket, a container) exists at all."""

@@ -9,10 +9,12 @@ false there and the repository runs single-writer.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
-from vecdr.store.base import Store
+from vecdr.store.base import ObjectInfo, Store
 
 #: Protocols whose ``pipe_file(mode="create")`` is atomic.
 ATOMIC_CREATE_PROTOCOLS = frozenset({"memory", "s3", "s3a"})
@@ -57,16 +59,25 @@ class FsspecStore(Store):
     def size(self, key: str) -> int:
         return int(self.fs.size(self._path(key)))
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        base = self._path(prefix)
+    def _find(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """``{key: fsspec info}`` of every object under ``prefix``."""
         try:
-            found = self.fs.find(base)
+            found = self.fs.find(self._path(prefix), detail=True)
         except FileNotFoundError:
-            return
+            return {}
         offset = len(self.root) + 1
-        for path in found:
+        out = {}
+        for path, info in found.items():
             path = path if path.startswith("/") or not self.root.startswith("/") else "/" + path
-            yield path[offset:]
+            out[path[offset:]] = info
+        return out
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        yield from self._find(prefix)
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for key, info in self._find(prefix).items():
+            yield ObjectInfo(key, int(info.get("size") or 0), _modified(info))
 
     def root_exists(self) -> bool:
         bucket = self.root.split("/", 1)[0]
@@ -77,3 +88,18 @@ class FsspecStore(Store):
             self.fs.rm_file(self._path(key))
         except FileNotFoundError:
             pass
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """The last-modified time in an fsspec info dict, whichever key the filesystem uses."""
+    for name in ("LastModified", "mtime", "last_modified", "updated", "created"):
+        value = info.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return time.time()  # unknown: as if written now, which a grace period always keeps

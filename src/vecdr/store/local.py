@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vecdr.durable import fsync_dir
-from vecdr.store.base import Store
+from vecdr.store.base import ObjectInfo, Store
 
 
 class LocalStore(Store):
@@ -74,6 +74,14 @@ class LocalStore(Store):
                 if name.startswith(".tmp-"):
                     continue
                 yield Path(dirpath, name).relative_to(self.root).as_posix()
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for key in self.list(prefix):
+            try:
+                st = self._path(key).stat()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            yield ObjectInfo(key, st.st_size, st.st_mtime)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

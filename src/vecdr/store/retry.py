@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from vecdr.errors import StoreAccessError, StoreError, StoreUnreachableError
-from vecdr.store.base import Store
+from vecdr.store.base import ObjectInfo, Store
 
 T = TypeVar("T")
 
@@ -106,6 +106,9 @@ class RetryingStore(Store):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         return iter(self._call("listing", prefix, lambda: list(self.inner.list(prefix))))
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return iter(self._call("listing", prefix, lambda: list(self.inner.list_info(prefix))))
 
     def delete(self, key: str) -> None:
         self._call("deleting", key, lambda: self.inner.delete(key))

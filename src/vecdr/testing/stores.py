@@ -12,6 +12,7 @@ empty :class:`vecdr.store.Store`::
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -164,6 +165,20 @@ class StoreTests:
             store.create("commits/0", b"again")
         assert sorted(store.list("objects")) == [f"objects/{i}" for i in range(5)]
         assert sorted(store.list("commits")) == [f"commits/{i}" for i in range(5)]
+
+    def test_list_info_gives_sizes_and_recent_modified_times(self, store: Store) -> None:
+        before = time.time()
+        store.write("segments/ab/one", b"x" * 10)
+        store.create("commits/1", b"yy")
+        after = time.time()
+        infos = {info.key: info for info in store.list_info()}
+        assert sorted(infos) == sorted(store.list()) == ["commits/1", "segments/ab/one"]
+        assert (infos["segments/ab/one"].size, infos["commits/1"].size) == (10, 2)
+        for info in infos.values():
+            # Object stores keep whole seconds; clocks of client and server may differ a little.
+            assert before - 5 <= info.modified <= after + 5, info
+        assert [i.key for i in store.list_info("segments")] == ["segments/ab/one"]
+        assert list(store.list_info("nothing")) == []
 
     # -- delete ------------------------------------------------------------------
 
