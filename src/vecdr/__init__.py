@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from vecdr import errors
@@ -21,6 +21,12 @@ from vecdr.engines import export as _export
 from vecdr.engines import restore as _restore
 from vecdr.engines import snapshot as _snapshot
 from vecdr.engines import verify as _verify
+from vecdr.engines.compact import CompactResult
+from vecdr.engines.compact import compact as _compact
+from vecdr.engines.forget import ForgetResult, Policy, parse_duration
+from vecdr.engines.forget import forget as _forget
+from vecdr.engines.prune import DEFAULT_GRACE, PruneResult
+from vecdr.engines.prune import prune as _prune
 from vecdr.engines.snapshot import DIFF_PASS_ROWS
 from vecdr.errors import VecdrError
 from vecdr.progress import NULL, Reporter
@@ -33,10 +39,13 @@ __all__ = [
     "SnapshotResult",
     "VecdrError",
     "VerifyReport",
+    "compact",
     "errors",
     "export",
+    "forget",
     "init",
     "open_repository",
+    "prune",
     "restore",
     "restore_index",
     "snapshot",
@@ -174,6 +183,47 @@ def export(
     """Export a snapshot's live rows to Parquet, or to ``.npy`` (vectors) plus ``.ids.npy``."""
     return _export(open_repository(repo), snapshot, out, collection=collection, force=force,
                    reporter=reporter)
+
+
+def forget(
+    repo: RepoLike,
+    snapshots: list[str] | tuple[str, ...] = (),
+    *,
+    keep_last: int = 0,
+    keep_hourly: int = 0,
+    keep_daily: int = 0,
+    keep_weekly: int = 0,
+    keep_monthly: int = 0,
+    keep_yearly: int = 0,
+    keep_within: str | timedelta | None = None,
+    keep_tags: list[str] | tuple[str, ...] = (),
+    collection: str | None = None,
+    dry_run: bool = False,
+    reporter: Reporter = NULL,
+) -> ForgetResult:
+    """Forget the named snapshots, or those a restic-like retention policy does not keep.
+
+    Their objects stay until :func:`prune`. See docs/maintenance.md.
+    """
+    within = parse_duration(keep_within) if isinstance(keep_within, str) else keep_within
+    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
+                    tuple(keep_tags))
+    return _forget(open_repository(repo), policy, tuple(snapshots), collection, dry_run, reporter)
+
+
+def prune(
+    repo: RepoLike, *, grace: str | timedelta = DEFAULT_GRACE, dry_run: bool = False, reporter: Reporter = NULL
+) -> PruneResult:
+    """Delete objects no snapshot uses that are older than ``grace`` (default 24 hours)."""
+    period = parse_duration(grace) if isinstance(grace, str) else grace
+    return _prune(open_repository(repo), period, dry_run, reporter)
+
+
+def compact(
+    repo: RepoLike, snapshot: str = "latest", *, collection: str | None = None, reporter: Reporter = NULL
+) -> CompactResult:
+    """Rewrite a collection's latest snapshot as a new one without dead rows or small segments."""
+    return _compact(open_repository(repo), snapshot, collection, reporter)
 
 
 def __getattr__(name: str) -> Any:

@@ -290,6 +290,95 @@ def export_cmd(
         print(f"exported {doc['rows']:,} rows of snapshot {str(doc['snapshot'])[:12]} to {doc['path']}")
 
 
+@command("forget")
+def forget_cmd(
+    repo: Repo,
+    snapshots: Annotated[list[str] | None, typer.Argument(help="Snapshots to forget (else a --keep-* policy).")] = None,
+    keep_last: Annotated[int, typer.Option("--keep-last", min=0, help="Keep the newest N.")] = 0,
+    keep_hourly: Annotated[int, typer.Option("--keep-hourly", min=0, help="Keep the newest of each of N hours.")] = 0,
+    keep_daily: Annotated[int, typer.Option("--keep-daily", min=0, help="Keep the newest of each of N days.")] = 0,
+    keep_weekly: Annotated[int, typer.Option("--keep-weekly", min=0, help="Keep the newest of each of N weeks.")] = 0,
+    keep_monthly: Annotated[
+        int, typer.Option("--keep-monthly", min=0, help="Keep the newest of each of N months.")
+    ] = 0,
+    keep_yearly: Annotated[int, typer.Option("--keep-yearly", min=0, help="Keep the newest of each of N years.")] = 0,
+    keep_within: Annotated[
+        str | None, typer.Option("--keep-within", help="Keep all within this of the newest (e.g. 7d, 1y6m, 12h).")
+    ] = None,
+    keep_tag: Annotated[
+        list[str] | None, typer.Option("--keep-tag", help="Keep all with this tag (repeatable).")
+    ] = None,
+    collection: Collection = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be forgotten; change nothing.")
+    ] = False,
+    then_prune: Annotated[bool, typer.Option("--prune", help="Prune after forgetting.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Forget snapshots by id or by a retention policy (their data goes with `prune`)."""
+    result = vecdr.forget(
+        repo, tuple(snapshots or ()), keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily,
+        keep_weekly=keep_weekly, keep_monthly=keep_monthly, keep_yearly=keep_yearly, keep_within=keep_within,
+        keep_tags=tuple(keep_tag or ()), collection=collection, dry_run=dry_run, reporter=output.reporter(as_json),
+    )
+    pruned = vecdr.prune(repo, dry_run=dry_run, reporter=output.reporter(as_json)) if then_prune else None
+    if as_json:
+        output.emit_json({**result.to_dict(), **({"prune": pruned.to_dict()} if pruned else {})})
+        return
+    verb = "would forget" if dry_run else "forgot"
+    for d in result.decisions:
+        why = ", ".join(d.reasons)
+        state = f"keep ({why})" if d.keep else verb
+        print(f"{d.commit.snapshot[:12]}  {d.commit.collection}  {d.commit.created_at}  {state}")
+    print(f"{verb} {len(result.removed)} of {len(result.decisions)} snapshot(s)")
+    if pruned is not None:
+        _print_prune(pruned)
+
+
+def _print_prune(result: Any) -> None:
+    verb = "would delete" if result.dry_run else "deleted"
+    young = f"; kept {len(result.kept_young)} unreferenced within the grace period" if result.kept_young else ""
+    print(f"{verb} {len(result.deleted)} object(s), {output.human_bytes(result.deleted_bytes)}, "
+          f"used by no snapshot (of {result.snapshots}){young}")
+
+
+@command("prune")
+def prune_cmd(
+    repo: Repo,
+    grace: Annotated[
+        str, typer.Option("--grace", help="Delete only objects unused for longer than this (e.g. 24h, 7d, 0h).")
+    ] = "24h",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be deleted; delete nothing.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Delete the objects no snapshot uses (after `forget`), once older than the grace period."""
+    result = vecdr.prune(repo, grace=grace, dry_run=dry_run, reporter=output.reporter(as_json))
+    if as_json:
+        output.emit_json(result.to_dict())
+    else:
+        _print_prune(result)
+
+
+@command("compact")
+def compact_cmd(
+    repo: Repo,
+    snapshot: Annotated[str, typer.Argument(help="The collection's latest snapshot (default).")] = "latest",
+    collection: Collection = None,
+    as_json: Json = False,
+) -> None:
+    """Rewrite the latest snapshot as a new one without dead rows or small segments."""
+    result = vecdr.compact(repo, snapshot, collection=collection, reporter=output.reporter(as_json))
+    if as_json:
+        output.emit_json(result.to_dict())
+        return
+    print(f"snapshot {result.snapshot[:12]} of {result.collection!r} compacts {result.compacted[:12]}: "
+          f"{result.rows:,} rows, {result.segments_before} -> {result.segments_after} segments "
+          f"({result.segments_rewritten} rewritten, {result.dead_rows_dropped:,} dead rows dropped), "
+          f"{output.human_bytes(result.bytes_written)} written in {result.seconds:.2f}s")
+
+
 @command("unlock")
 def unlock_cmd(
     repo: Repo,

@@ -124,7 +124,8 @@ def dead_mask(repo: Repository, entry: SegmentEntry) -> np.ndarray | None:
         raise IntegrityError(f"{entry.deletions.key}: {exc}", path=entry.deletions.key) from exc
 
 
-def _load_live(repo: Repository, entry: SegmentEntry, columns: list[str] | None) -> pa.Table:
+def load_live(repo: Repository, entry: SegmentEntry, columns: list[str] | None = None) -> pa.Table:
+    """One segment's live rows, checked against the manifest's row counts."""
     table = decode_segment(repo.get_buffer(entry.object), entry.object.key, columns=columns)
     if table.num_rows != entry.rows:
         raise IntegrityError(
@@ -179,7 +180,7 @@ def iter_live(
         entries = iter(manifest.segments)
         try:
             for entry in entries:
-                queue.append(pool.submit(_load_live, repo, entry, columns))
+                queue.append(pool.submit(load_live, repo, entry, columns))
                 if len(queue) > workers:
                     yield queue.popleft().result()
             while queue:

@@ -443,11 +443,11 @@ def snapshot(
     """
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if repo.config.capabilities.get("atomic_create", True):
-        return _take(repo, source, collection, tags, with_index, mode, allow_nonfinite, workers, reporter,
-                     diff_pass_rows)
-    # Two writers could both win a commit sequence number here: one snapshot at a time.
-    with Lock(repo.store, "exclusive", f"snapshot of {collection or source.uri}"):
+    # A shared lock keeps maintenance (prune, compact) out while this snapshot writes and
+    # references objects. Without atomic create-if-absent, two writers could both win a
+    # commit number: there, one snapshot at a time.
+    kind = "shared" if repo.config.capabilities.get("atomic_create", True) else "exclusive"
+    with Lock(repo.store, kind, f"snapshot of {collection or source.uri}"):
         return _take(repo, source, collection, tags, with_index, mode, allow_nonfinite, workers, reporter,
                      diff_pass_rows)
 
