@@ -7,11 +7,12 @@ when, its commit record exists.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -31,6 +32,9 @@ from vecdr.repository.commits import commit_manifest, read_commits
 from vecdr.store import Store, open_store
 
 CONFIG = "config.json"
+
+log = logging.getLogger("vecdr.repository")
+T = TypeVar("T", bytes, pa.Buffer)
 
 
 def utcnow() -> str:
@@ -130,12 +134,28 @@ class Repository:
         return ref, True
 
     def get(self, ref: ObjectRef) -> bytes:
-        """Read an object and check its size and sha256; :class:`IntegrityError` if either is off."""
+        """Read an object and check its size and sha256; :class:`IntegrityError` if either is off.
+
+        A read that fails the check is read once more: bytes damaged on the way (a
+        flaky network, a bad cache) come right the second time, and the event is
+        logged. Bytes damaged at rest fail twice and raise.
+        """
+        return self._read_checked(ref, self._read)
+
+    def _read(self, ref: ObjectRef) -> bytes:
         try:
-            data = self.store.read(ref.key)
+            return self.store.read(ref.key)
         except FileNotFoundError:
             raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
-        self._check(ref, data)
+
+    def _read_checked(self, ref: ObjectRef, read: Callable[[ObjectRef], T]) -> T:
+        data = read(ref)
+        try:
+            self._check(ref, data)
+        except IntegrityError as first:
+            data = read(ref)
+            self._check(ref, data)  # damaged at rest: raises again
+            log.warning("%s; a second read was intact", first)
         return data
 
     def get_shared(self, ref: ObjectRef) -> bytes:
@@ -148,12 +168,14 @@ class Repository:
         path = self.store.local_path(ref.key)
         if path is None:
             return self.get(ref)
-        try:
-            data = pa.memory_map(path).read_buffer()
-        except FileNotFoundError:
-            raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
-        self._check(ref, data)
-        return data
+
+        def mapped(ref: ObjectRef) -> pa.Buffer:
+            try:
+                return pa.memory_map(path).read_buffer()
+            except FileNotFoundError:
+                raise IntegrityError(f"{ref.key}: referenced object is missing", path=ref.key) from None
+
+        return self._read_checked(ref, mapped)
 
     def _check(self, ref: ObjectRef, data: bytes | pa.Buffer) -> None:
         if len(data) != ref.size:
