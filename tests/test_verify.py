@@ -1,5 +1,6 @@
 """``vecdr.verify`` and restore against damaged repositories: one flipped byte in
-each kind of object, a truncated and a missing segment, and a clean repository."""
+each kind of object, a truncated and a missing segment, and a clean repository,
+on local disk, in memory and on S3 (every object damaged through the store)."""
 
 from __future__ import annotations
 
@@ -25,19 +26,31 @@ N = 1000
 @dataclass
 class Damaged:
     repo: vecdr.Repository
-    root: Path
+    out: Path  # a folder for restored and exported files
     first: str
     second: str
     first_rows: tuple[np.ndarray, np.ndarray]
     second_rows: tuple[np.ndarray, np.ndarray]
     keys: dict[str, str]  # object kind -> the key of one object of that kind
 
-    def path(self, kind: str) -> Path:
-        return self.root / self.keys[kind]
+    def read(self, kind: str) -> bytes:
+        return self.repo.store.read(self.keys[kind])
+
+    def write(self, kind: str, data: bytes) -> None:
+        """Replace the object's bytes at rest, under its final name."""
+        self.repo.store.write(self.keys[kind], data)
+
+    def flip(self, kind: str, at: float = 0.5) -> None:
+        data = bytearray(self.read(kind))
+        data[int(len(data) * at)] ^= 0xFF
+        self.write(kind, bytes(data))
+
+    def remove(self, kind: str) -> None:
+        self.repo.store.delete(self.keys[kind])
 
 
-@pytest.fixture
-def damaged(tmp_path: Path) -> Damaged:
+@pytest.fixture(params=["local", "memory", "s3"])
+def damaged(request: pytest.FixtureRequest, tmp_path: Path) -> Damaged:
     """Two snapshots of an IVF-Flat index sharing one trained state. The first keeps a
     native blob; the second overwrites and deletes rows, so it has a deletion vector,
     and keeps no blob, so restoring it reads segments, deletions and trained state."""
@@ -47,7 +60,12 @@ def damaged(tmp_path: Path) -> Damaged:
     index = faiss.index_factory(D, "IVF16,Flat")
     index.train(vectors)
     index.add_with_ids(vectors, ids)
-    repo = vecdr.init(tmp_path / "repo")
+    if request.param == "s3":
+        repo = vecdr.init(request.getfixturevalue("s3_url"), request.getfixturevalue("s3").storage_options())
+    elif request.param == "memory":
+        repo = vecdr.init(request.getfixturevalue("memory_url"))
+    else:
+        repo = vecdr.init(tmp_path / "repo")
     first = vecdr.snapshot(repo, index, with_index=True)
 
     index.remove_ids(ids[:80])  # 50 deleted, 30 overwritten
@@ -75,13 +93,9 @@ def damaged(tmp_path: Path) -> Damaged:
         np.concatenate([ids[80:], ids[50:80]]),
         np.concatenate([vectors[80:], updated]),
     )
-    return Damaged(repo, tmp_path / "repo", first.snapshot, second.snapshot, (ids, vectors), second_rows, keys)
-
-
-def flip_byte(path: Path, at: float = 0.5) -> None:
-    data = bytearray(path.read_bytes())
-    data[int(len(data) * at)] ^= 0xFF
-    path.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    return Damaged(repo, out, first.snapshot, second.snapshot, (ids, vectors), second_rows, keys)
 
 
 def error_keys(repo: vecdr.Repository, read_data: bool = True) -> list[str]:
@@ -108,27 +122,27 @@ KINDS = ["segment", "deletions", "row hashes", "trained", "native index", "manif
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_flipped_byte_is_reported_against_its_object(kind: str, damaged: Damaged) -> None:
-    flip_byte(damaged.path(kind))
+    damaged.flip(kind)
     assert error_keys(damaged.repo) == [damaged.keys[kind]]
 
 
 @pytest.mark.parametrize("kind", ["segment", "deletions", "manifest", "commit record"])
 def test_restoring_from_a_flipped_byte_fails_loudly(kind: str, damaged: Damaged) -> None:
-    flip_byte(damaged.path(kind))
+    damaged.flip(kind)
     with pytest.raises(IntegrityError) as caught:
         vecdr.restore(damaged.repo, FaissTarget(None), damaged.second)
     assert caught.value.path == damaged.keys[kind]
     with pytest.raises(IntegrityError):
         vecdr.restore_index(damaged.repo, damaged.second)
     with pytest.raises(IntegrityError):
-        vecdr.export(damaged.repo, damaged.second, damaged.root.parent / "out.parquet")
-    assert not (damaged.root.parent / "out.parquet").exists()
+        vecdr.export(damaged.repo, damaged.second, damaged.out / "out.parquet")
+    assert not (damaged.out / "out.parquet").exists()
 
 
 @pytest.mark.parametrize("kind", ["trained", "native index"])
 def test_damaged_index_state_is_never_used(kind: str, damaged: Damaged, tmp_path: Path) -> None:
     """A restore either refuses or rebuilds from the embeddings; it never uses bad bytes."""
-    flip_byte(damaged.path(kind))
+    damaged.flip(kind)
     # The trained state is used by the second snapshot, the native blob by the first.
     snapshot, rows = (damaged.second, damaged.second_rows) if kind == "trained" else (damaged.first, damaged.first_rows)
     out = tmp_path / "r.faiss"
@@ -149,7 +163,7 @@ def test_native_blob_restore_is_hash_checked_and_correct(damaged: Damaged, tmp_p
 
 
 def test_damaged_row_hashes_stop_the_next_snapshot(damaged: Damaged) -> None:
-    flip_byte(damaged.path("row hashes"))
+    damaged.flip("row hashes")
     # Restores do not need the row hashes…
     assert_same_rows(faiss_rows(vecdr.restore_index(damaged.repo, damaged.second)), damaged.second_rows)
     # …but the next incremental snapshot does, and must not guess.
@@ -164,33 +178,33 @@ def test_damaged_row_hashes_stop_the_next_snapshot(damaged: Damaged) -> None:
 
 @pytest.mark.parametrize("read_data", [False, True])
 def test_truncated_segment_is_caught(read_data: bool, damaged: Damaged) -> None:
-    path = damaged.path("segment")
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    data = damaged.read("segment")
+    damaged.write("segment", data[: len(data) // 2])
     assert error_keys(damaged.repo, read_data) == [damaged.keys["segment"]]
     with pytest.raises(IntegrityError):
         vecdr.restore_index(damaged.repo, damaged.second)
     for i, snapshot in enumerate((damaged.first, damaged.second)):
         with pytest.raises(IntegrityError):
-            vecdr.export(damaged.repo, snapshot, damaged.root.parent / f"out{i}.parquet")
+            vecdr.export(damaged.repo, snapshot, damaged.out / f"out{i}.parquet")
 
 
 @pytest.mark.parametrize("read_data", [False, True])
 @pytest.mark.parametrize("kind", ["segment", "deletions", "row hashes", "native index"])
 def test_missing_object_is_caught(kind: str, read_data: bool, damaged: Damaged) -> None:
-    damaged.path(kind).unlink()
+    damaged.remove(kind)
     assert error_keys(damaged.repo, read_data) == [damaged.keys[kind]]
 
 
 def test_missing_segment_fails_the_restore(damaged: Damaged) -> None:
-    damaged.path("segment").unlink()
+    damaged.remove("segment")
     with pytest.raises(IntegrityError) as caught:
-        vecdr.restore(damaged.repo, FaissTarget(damaged.root.parent / "r.faiss"), damaged.second)
+        vecdr.restore(damaged.repo, FaissTarget(damaged.out / "r.faiss"), damaged.second)
     assert caught.value.path == damaged.keys["segment"]
-    assert not (damaged.root.parent / "r.faiss").exists()
+    assert not (damaged.out / "r.faiss").exists()
 
 
 def test_missing_manifest_is_caught(damaged: Damaged) -> None:
-    damaged.path("manifest").unlink()
+    damaged.remove("manifest")
     assert error_keys(damaged.repo) == [damaged.keys["manifest"]]
     with pytest.raises(IntegrityError):
         vecdr.restore_index(damaged.repo, damaged.second)
@@ -199,7 +213,7 @@ def test_missing_manifest_is_caught(damaged: Damaged) -> None:
 
 
 def test_damage_to_one_snapshot_spares_the_other(damaged: Damaged, tmp_path: Path) -> None:
-    flip_byte(damaged.path("deletions"))  # only the second snapshot has it
+    damaged.flip("deletions")  # only the second snapshot has it
     assert error_keys(damaged.repo) == [damaged.keys["deletions"]]
     assert_same_rows(faiss_rows(vecdr.restore_index(damaged.repo, damaged.first)), damaged.first_rows)
     vecdr.export(damaged.repo, damaged.first, tmp_path / "first.npy")
@@ -207,7 +221,7 @@ def test_damage_to_one_snapshot_spares_the_other(damaged: Damaged, tmp_path: Pat
 
 
 def test_a_corrupt_commit_record_does_not_block_other_snapshots(damaged: Damaged) -> None:
-    flip_byte(damaged.path("commit record"))
+    damaged.flip("commit record")
     with pytest.warns(UserWarning, match="skipping unreadable commit record"):
         restored = vecdr.restore_index(damaged.repo, damaged.first)
     assert_same_rows(faiss_rows(restored), damaged.first_rows)
@@ -215,7 +229,7 @@ def test_a_corrupt_commit_record_does_not_block_other_snapshots(damaged: Damaged
 
 def test_a_corrupt_commit_record_does_not_stop_new_backups(damaged: Damaged) -> None:
     """Backups of another collection must go on while the damage is looked into."""
-    flip_byte(damaged.path("commit record"))
+    damaged.flip("commit record")
     ids, vectors = damaged.first_rows
     index = faiss.IndexIDMap2(faiss.IndexFlatL2(D))
     index.add_with_ids(vectors, ids)
@@ -231,8 +245,7 @@ def test_commit_record_fields_are_checked_against_the_manifest(damaged: Damaged)
     """A bit flip that keeps the record valid JSON must still be found: the record
     repeats what its (hash-checked) manifest says, and resolving by collection, tag
     or time reads the record, not the manifest."""
-    path = damaged.path("commit record")
-    original = path.read_bytes()
+    original = damaged.read("commit record")
     undetected = []
     for field, value in [
         ("collection", "faisr"),
@@ -243,8 +256,8 @@ def test_commit_record_fields_are_checked_against_the_manifest(damaged: Damaged)
     ]:
         doc = json.loads(original)
         doc[field] = value
-        path.write_bytes(json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n")
+        damaged.write("commit record", json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n")
         if error_keys(damaged.repo) != [damaged.keys["commit record"]]:
             undetected.append(field)
-    path.write_bytes(original)
+    damaged.write("commit record", original)
     assert undetected == [], f"a commit record with a changed {undetected} verifies clean"
