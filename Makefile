@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vecdr-installed
 
-.PHONY: demo test test-all bench bench-quick lint clean
+.PHONY: demo test test-all bench bench-quick reliability lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 # Also the long cases marked `slow`.
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ''
+
+# The fault matrix of docs/reliability.md: every test marked `fault`, then a table of
+# fault, store, cases and cases survived (also written to reliability-report.md).
+reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m fault --reliability=reliability-report.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

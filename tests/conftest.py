@@ -109,6 +109,79 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20240607)
 
 
+# -- the reliability report (`make reliability`) ----------------------------------------------
+#
+# Tests of a promise in docs/reliability.md carry ``@pytest.mark.fault("what goes wrong",
+# store=...)``; tests that try many cases in a loop count them with the ``cases`` fixture.
+# ``--reliability=PATH`` prints a table (fault, store, cases, survived) and writes it to PATH.
+
+
+class Cases:
+    """How many cases a fault test plans and how many it has survived so far."""
+
+    def __init__(self) -> None:
+        self.planned: int | None = None
+        self.survived = 0
+
+    def plan(self, n: int) -> None:
+        self.planned = n
+
+    def ok(self) -> None:
+        self.survived += 1
+
+
+@pytest.fixture
+def cases(request: pytest.FixtureRequest) -> Cases:
+    counter = Cases()
+    request.node.vecdr_cases = counter
+    return counter
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability", metavar="PATH", default=None,
+                     help="print the fault matrix of the tests marked `fault` and write it to PATH (Markdown)")
+
+
+_fault_rows: dict[tuple[str, str], list[int]] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("fault")
+    if marker is None or report.when != "call" or report.skipped:
+        return
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    fault = marker.args[0].format(**params)
+    store = marker.kwargs.get("store") or params.get("fresh") or params.get("damaged") or "local"
+    counter: Cases | None = getattr(item, "vecdr_cases", None)
+    if counter is None or counter.survived == 0 and counter.planned is None:
+        planned, survived = 1, int(report.passed)
+    else:
+        planned = counter.planned or counter.survived + (0 if report.passed else 1)
+        survived = counter.survived if not report.passed else planned
+    row = _fault_rows.setdefault((fault, store), [0, 0])
+    row[0] += planned
+    row[1] += survived
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    path = config.getoption("--reliability")
+    if not path or not _fault_rows:
+        return
+    lines = ["| fault | store | cases | survived |", "|---|---|---|---|"]
+    for (fault, store), (planned, survived) in sorted(_fault_rows.items()):
+        lines.append(f"| {fault} | {store} | {planned} | {survived} |")
+    total = [sum(r[0] for r in _fault_rows.values()), sum(r[1] for r in _fault_rows.values())]
+    lines.append(f"| **all** | | **{total[0]}** | **{total[1]}** |")
+    text = "\n".join(lines) + "\n"
+    Path(path).write_text(text)
+    terminalreporter.write_line("")
+    for line in lines:
+        terminalreporter.write_line(line)
+
+
 _exit_status = 0
 
 

@@ -78,8 +78,9 @@ def check_survivors(repo: Repository, expected: dict[str, Any]) -> None:
     assert report.ok, report.errors  # unreferenced objects are allowed, errors are not
 
 
+@pytest.mark.fault("snapshot dies at a store operation (after={after})")
 @pytest.mark.parametrize("after", [False, True], ids=["dies-before", "dies-after"])
-def test_a_snapshot_that_dies_at_any_store_operation_loses_nothing(after: bool, fresh: Any) -> None:
+def test_a_snapshot_that_dies_at_any_store_operation_loses_nothing(after: bool, fresh: Any, cases: Any) -> None:
     first, second, third = states()
     # How many mutations does the incremental snapshot make? Count them once.
     probe = fresh()
@@ -91,6 +92,7 @@ def test_a_snapshot_that_dies_at_any_store_operation_loses_nothing(after: bool, 
     kinds = [key.split("/", 1)[0] for _, key in counting.mutations]
     assert set(kinds) == {"locks", "segments", "artifacts", "manifests", "commits"}, counting.mutations
     commit_at = kinds.index("commits") + 1  # the commit point's place among the mutations
+    cases.plan(total)
     for k in range(1, total + 1):
         repo = fresh()
         done = {vecdr.snapshot(repo, first, collection="c").snapshot: faiss_rows(first),
@@ -112,9 +114,11 @@ def test_a_snapshot_that_dies_at_any_store_operation_loses_nothing(after: bool, 
         again = vecdr.snapshot(repo, third, collection="c")
         assert again.parent == now[-1]
         assert_same_rows(faiss_rows(vecdr.restore_index(repo, again.snapshot)), faiss_rows(third))
+        cases.ok()
 
 
-def test_a_snapshot_process_killed_at_20_moments_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.fault("vecdr snapshot process killed (SIGKILL)", store="local")
+def test_a_snapshot_process_killed_at_20_moments_loses_nothing(tmp_path: Path, cases: Any) -> None:
     assert VECDR, "the vecdr console script is not installed"
     first, second, _ = states()
     big = index_of(np.arange(20_000))  # enough work that the kills land inside it
@@ -129,6 +133,7 @@ def test_a_snapshot_process_killed_at_20_moments_loses_nothing(tmp_path: Path) -
     whole = time.perf_counter() - t0
     done[repo.commits()[-1].snapshot] = faiss_rows(big)
     outcomes = []
+    cases.plan(20)
     for i in range(1, 21):
         before = [c.snapshot for c in repo.commits()]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -140,13 +145,17 @@ def test_a_snapshot_process_killed_at_20_moments_loses_nothing(tmp_path: Path) -
         if len(now) > len(before):
             done[now[-1]] = faiss_rows(big)
         outcomes.append(proc.returncode)
+        for snapshot, rows in done.items():
+            assert_same_rows(faiss_rows(vecdr.restore_index(repo, snapshot)), rows)
+        cases.ok()
     assert outcomes.count(-signal.SIGKILL) >= 15, outcomes  # the kills landed while it worked
     check_survivors(repo, done)
     final = vecdr.snapshot(repo, index_of(np.arange(500)), collection="c")
     assert_same_rows(faiss_rows(vecdr.restore_index(repo, final.snapshot)), faiss_rows(index_of(np.arange(500))))
 
 
-def test_16_writers_at_once_commit_linearly(fresh: Any) -> None:
+@pytest.mark.fault("16 writers at once (threads)")
+def test_16_writers_at_once_commit_linearly(fresh: Any, cases: Any) -> None:
     repo = fresh()
     writers = 16
     indexes = [index_of(np.arange(200) + 1000 * i) for i in range(writers)]
@@ -169,10 +178,13 @@ def test_16_writers_at_once_commit_linearly(fresh: Any) -> None:
     commits = repo.commits()
     assert [c.seq for c in commits] == list(range(1, writers + 1))
     assert sorted(c.snapshot for c in commits) == sorted(r.snapshot for r in results)
+    cases.plan(writers)
     for i, r in enumerate(results):
         assert_same_rows(faiss_rows(vecdr.restore_index(repo, r.snapshot)), faiss_rows(indexes[i]))
+        cases.ok()
 
 
+@pytest.mark.fault("16 writers at once (processes)", store="local")
 def test_16_writer_processes_on_local_disk(tmp_path: Path) -> None:
     assert VECDR
     repo = vecdr.init(tmp_path / "repo")
@@ -190,6 +202,7 @@ def test_16_writer_processes_on_local_disk(tmp_path: Path) -> None:
     assert vecdr.verify(repo, read_data=True).ok
 
 
+@pytest.mark.fault("bytes damaged on the first read", store="local")
 def test_bytes_damaged_on_the_way_are_read_again_and_logged(
     repo: Repository, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -207,6 +220,7 @@ def test_bytes_damaged_on_the_way_are_read_again_and_logged(
     assert "second read was intact" in logged
 
 
+@pytest.mark.fault("two segment files swapped", store="local")
 def test_two_segment_files_swapped_are_named_and_refused(repo: Repository) -> None:
     first, second, _ = states()
     vecdr.snapshot(repo, first, collection="c")

@@ -84,6 +84,7 @@ gaps = st.lists(st.sampled_from([timedelta(minutes=20), timedelta(hours=3), time
                                  timedelta(days=8), timedelta(days=40)]), min_size=1, max_size=9)
 
 
+@pytest.mark.fault("forget + prune by a random policy over a random history", store="memory")
 @settings(max_examples=60)
 @given(gaps=gaps, policy=policies, data=st.data())
 def test_any_policy_over_any_history_keeps_what_it_should_and_kept_snapshots_restore_exactly(
@@ -184,6 +185,7 @@ def test_prune_keeps_young_objects_then_reclaims_them(repo: Repository) -> None:
     assert_same_rows(faiss_rows(vecdr.restore_index(repo, snaps[-1][0])), snaps[-1][1])
 
 
+@pytest.mark.fault("prune with a live manifest that does not load", store="local")
 def test_prune_refuses_when_a_live_manifest_does_not_load(repo: Repository) -> None:
     snaps = history(repo, 3)
     vecdr.forget(repo, [snaps[0][0]])
@@ -196,8 +198,11 @@ def test_prune_refuses_when_a_live_manifest_does_not_load(repo: Repository) -> N
     assert list_locks(repo.store) == []
 
 
+@pytest.mark.fault("prune dies at a store operation (after={after})", store="local")
 @pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
-def test_a_prune_that_dies_at_any_delete_loses_nothing_and_a_rerun_finishes(after: bool, tmp_path: Path) -> None:
+def test_a_prune_that_dies_at_any_delete_loses_nothing_and_a_rerun_finishes(
+    after: bool, tmp_path: Path, cases: Any
+) -> None:
     import shutil
 
     from vecdr.repository.locks import unlock
@@ -208,6 +213,7 @@ def test_a_prune_that_dies_at_any_delete_loses_nothing_and_a_rerun_finishes(afte
     doomed = vecdr.prune(origin, grace="0h", dry_run=True).deleted
     assert len(doomed) >= 5  # manifests and deletion files of the three forgotten snapshots
     # Mutations of a prune: its lock, each delete, the lock's removal. Die at each one.
+    cases.plan(len(doomed) + 2)
     for k in range(1, len(doomed) + 3):
         shutil.copytree(tmp_path / "origin", tmp_path / f"k{k}")
         repo = vecdr.open_repository(tmp_path / f"k{k}")
@@ -220,6 +226,7 @@ def test_a_prune_that_dies_at_any_delete_loses_nothing_and_a_rerun_finishes(afte
         assert stored_keys(repo) == used_keys(repo)
         report = vecdr.verify(repo, read_data=True)
         assert report.ok and report.unreferenced == []
+        cases.ok()
 
 
 def test_prune_waits_for_running_snapshots_and_snapshots_wait_for_prune(repo: Repository) -> None:
@@ -232,6 +239,7 @@ def test_prune_waits_for_running_snapshots_and_snapshots_wait_for_prune(repo: Re
     assert len(repo.commits()) == 2
 
 
+@pytest.mark.fault("prune racing a snapshot in flight", store="local")
 def test_fresh_objects_of_a_snapshot_in_flight_survive_a_prune(repo: Repository) -> None:
     """A writer whose lock is gone (expired, broken) is still covered by the grace period."""
     history(repo, 2)

@@ -221,6 +221,7 @@ def proxy(s3: LocalS3) -> Iterator[FaultProxy]:
     proxy.stop()
 
 
+@pytest.mark.fault("S3 requests throttled, failed, dropped, answered and lost, delayed", store="s3")
 def test_snapshots_and_restores_complete_through_flaky_requests(
     s3: LocalS3, s3_url: str, proxy: FaultProxy
 ) -> None:
@@ -246,6 +247,7 @@ def test_snapshots_and_restores_complete_through_flaky_requests(
     assert vecdr.verify(repo, read_data=True).ok
 
 
+@pytest.mark.fault("outcome-unknown commit (reply lost)", store="s3")
 def test_a_commit_whose_reply_is_lost_is_recognised_not_repeated(
     s3: LocalS3, s3_url: str, proxy: FaultProxy
 ) -> None:
@@ -266,6 +268,7 @@ def test_a_commit_whose_reply_is_lost_is_recognised_not_repeated(
     assert [c.snapshot for c in repo.commits()] == [result.snapshot]
 
 
+@pytest.mark.fault("a segment upload that keeps failing", store="s3")
 def test_a_segment_that_keeps_failing_fails_the_snapshot_cleanly(
     s3: LocalS3, s3_url: str, proxy: FaultProxy
 ) -> None:
@@ -284,6 +287,7 @@ def test_a_segment_that_keeps_failing_fails_the_snapshot_cleanly(
     assert_same_rows(faiss_rows(vecdr.restore_index(repo, again.snapshot)), faiss_rows(index_of(500, 8)))
 
 
+@pytest.mark.fault("access denied on write (permanent)", store="s3")
 def test_a_permanent_error_fails_fast_with_the_key(s3: LocalS3, s3_url: str, proxy: FaultProxy) -> None:
     repo = vecdr.init(s3_url, s3.storage_options(endpoint=proxy.endpoint))
 

@@ -120,12 +120,14 @@ def test_clean_repository_verifies(damaged: Damaged) -> None:
 KINDS = ["segment", "deletions", "row hashes", "trained", "native index", "manifest", "commit record"]
 
 
+@pytest.mark.fault("a flipped byte at rest: {kind}")
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_flipped_byte_is_reported_against_its_object(kind: str, damaged: Damaged) -> None:
     damaged.flip(kind)
     assert error_keys(damaged.repo) == [damaged.keys[kind]]
 
 
+@pytest.mark.fault("restore from a flipped byte: {kind}")
 @pytest.mark.parametrize("kind", ["segment", "deletions", "manifest", "commit record"])
 def test_restoring_from_a_flipped_byte_fails_loudly(kind: str, damaged: Damaged) -> None:
     damaged.flip(kind)
@@ -176,6 +178,7 @@ def test_damaged_row_hashes_stop_the_next_snapshot(damaged: Damaged) -> None:
     assert damaged.repo.commits() == commits
 
 
+@pytest.mark.fault("a truncated segment under its final name")
 @pytest.mark.parametrize("read_data", [False, True])
 def test_truncated_segment_is_caught(read_data: bool, damaged: Damaged) -> None:
     data = damaged.read("segment")
@@ -188,6 +191,7 @@ def test_truncated_segment_is_caught(read_data: bool, damaged: Damaged) -> None:
             vecdr.export(damaged.repo, snapshot, damaged.out / f"out{i}.parquet")
 
 
+@pytest.mark.fault("a referenced object missing: {kind}")
 @pytest.mark.parametrize("read_data", [False, True])
 @pytest.mark.parametrize("kind", ["segment", "deletions", "row hashes", "native index"])
 def test_missing_object_is_caught(kind: str, read_data: bool, damaged: Damaged) -> None:
