@@ -99,11 +99,10 @@ class MilvusSource(Source):
 
     def ids(self) -> pa.Array:
         pk = self.collection.primary
-        parts = [
-            wire.decode(page.columns[pk.name], pk, page.rows)
-            for partition in self._partitions()
-            for page in self.reader.pages([pk.name], partition, MAX_PAGE_ROWS)
-        ]
+        def keys(page: Page) -> pa.Array:
+            return wire.decode(page.columns[pk.name], pk, page.rows)
+
+        parts = [part for p in self._partitions() for part in self.reader.pages([pk.name], p, MAX_PAGE_ROWS, keys)]
         ids = pa.concat_arrays(parts) if parts else pa.array([], id_type(self.collection.id_type))
         return ids.cast(id_type(self.collection.id_type))
 
@@ -113,9 +112,8 @@ class MilvusSource(Source):
         limit = max(1, min(page_rows(c), batch_rows))
         for partition in self._partitions():
             previous = None
-            for page in self.reader.pages(fields, partition, limit):
+            for table in self.reader.pages(fields, partition, limit, lambda page, p=partition: self._table(page, p)):
                 self._warn_unpinned()
-                table = self._table(page, partition)
                 if c.primary.type == "INT64":
                     ids = table.column("id").to_numpy()
                     self.reader.check_order(ids, previous)

@@ -324,12 +324,12 @@ class MilvusTarget(Target):
     def _check_auto_ids(self) -> None:
         """Milvus numbers new rows of an auto_id collection by time, after any restored id;
         Milvus Lite by its own write counter, which starts again in a restored collection."""
-        if self._max_id is None or self._max_id < self.spec.rows:
+        if self._max_id is None or self._max_id <= self.spec.rows:
             return
         if server_version(self.client).startswith("milvus_lite"):
             self._warn(
                 f"{self.name!r} has auto_id keys up to {self._max_id}: Milvus Lite numbers new rows from "
-                f"about {self.spec.rows}, so rows inserted later without a key may reuse a restored id"
+                f"about {self.spec.rows + 1}, so rows inserted later without a key may reuse a restored id"
             )
 
     def _indexes(self) -> Any:

@@ -1,0 +1,35 @@
+"""The Milvus benchmark's smoke test: ``benchmarks/milvus.py --quick`` runs end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("milvus_lite", reason="the milvus extra is not installed")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "quick-milvus.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "milvus.py"), "--quick", "--out", str(out),
+         "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from milvus import TARGETS
+
+    assert set(doc["figures"]) == set(TARGETS)
+    assert doc["config"]["quick"] and doc["config"]["rows"] == 3000
+    restored = doc["cases"]["restore"]["vecdr_restore"]["runs"][0]
+    assert restored["rows"] == 3000 + 10 - 10  # after the 1% change: 10 inserted, 10 deleted
+    assert doc["cases"]["incremental"]["incremental"]["mode"] == "diff"
+    assert doc["figures"]["milvus_top10_overlap"]["value"] > 0.9
+    assert list(tmp_path.glob("vecdr-milvusbench-*")) == []  # the work folder is removed
