@@ -8,12 +8,17 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   ├── NotARepositoryError          (FileNotFoundError)
     │   ├── RepositoryExistsError        (FileExistsError)
     │   ├── UnsupportedFormatError
-    │   ├── IntegrityError               (hash mismatch, truncated or missing object)
+    │   ├── IntegrityError               (hash mismatch, truncated or missing object, a key outside the layout)
+    │   │   └── DecryptionError          (ValueError: an object does not decrypt: altered, swapped or damaged)
     │   ├── SnapshotNotFoundError        (LookupError)
     │   ├── AmbiguousSnapshotError       (LookupError)
     │   ├── CollectionError              (LookupError: unknown or ambiguous collection)
     │   ├── CommitError                  (the commit point could not be written)
-    │   └── LockedError                  (another process holds the repository's lock)
+    │   ├── LockedError                  (another process holds the repository's lock)
+    │   └── EncryptionError              (an encrypted repository cannot be opened as asked)
+    │       ├── KeyRequiredError         (PermissionError: the repository is encrypted and no key was given)
+    │       ├── WrongKeyError            (PermissionError: the key does not open this repository)
+    │       └── EncryptionUnavailableError  (ImportError: the `encrypt` extra is not installed)
     ├── SourceError                      (ValueError)
     │   ├── DimensionMismatchError
     │   ├── DuplicateIdError
@@ -31,7 +36,8 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   └── NotFoundInBackendError       (LookupError: no such table, collection or column)
     └── StoreError                       (OSError: the message names the object and the reason)
         ├── StoreAccessError             (PermissionError: wrong credentials, access denied)
-        └── StoreUnreachableError        (ConnectionError: endpoint unreachable, retries spent)
+        ├── StoreUnreachableError        (ConnectionError: endpoint unreachable, retries spent)
+        └── UnsafeKeyError               (ValueError: a key that would resolve outside the store's root)
 """
 
 from __future__ import annotations
@@ -68,6 +74,11 @@ class IntegrityError(RepositoryError):
         self.path = path
 
 
+class DecryptionError(IntegrityError, ValueError):
+    """An object of an encrypted repository does not decrypt with its key and name:
+    its bytes were altered or damaged, or it was moved from another name or repository."""
+
+
 class SnapshotNotFoundError(RepositoryError, LookupError):
     """No snapshot matches the given reference."""
 
@@ -86,6 +97,22 @@ class CommitError(RepositoryError):
 
 class LockedError(RepositoryError):
     """Another process holds the repository's lock; the message names it and the way out."""
+
+
+class EncryptionError(RepositoryError):
+    """An encrypted repository cannot be opened or created as asked."""
+
+
+class KeyRequiredError(EncryptionError, PermissionError):
+    """The repository is encrypted and no key or passphrase was given."""
+
+
+class WrongKeyError(EncryptionError, PermissionError):
+    """The key or passphrase given does not open this repository (its key check fails)."""
+
+
+class EncryptionUnavailableError(EncryptionError, ImportError):
+    """The ``cryptography`` package is missing; the message names the extra to install."""
 
 
 class SourceError(VecdrError, ValueError):
@@ -158,3 +185,7 @@ class StoreAccessError(StoreError, PermissionError):
 
 class StoreUnreachableError(StoreError, ConnectionError):
     """The store could not be reached, or kept failing until the retries ran out."""
+
+
+class UnsafeKeyError(StoreError, ValueError):
+    """A key that would resolve outside the store's root (``..``, an absolute path, a backslash)."""

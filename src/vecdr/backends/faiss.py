@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -338,13 +337,11 @@ class FaissTarget(Target):
 
         if recorded and not override:
             started = time.perf_counter()
-            local = spec.artifact_file("native_index") if self.path is None else None
-            if local is not None:
-                loaded = self._load_native_file(*local, spec=spec)
-            else:
-                blob = spec.artifact("native_index")
-                loaded = blob is not None and self._use_blob(blob, spec)
-            if loaded:
+            # Hash-checked first, deserialized after, and from the very bytes that were
+            # checked: FAISS's reader is not built for hostile input, so a blob it
+            # parses must be the one the manifest names.
+            blob = spec.artifact("native_index")
+            if blob is not None and self._use_blob(blob, spec):
                 self.phases["load_native"] = time.perf_counter() - started
                 return True
 
@@ -409,20 +406,6 @@ class FaissTarget(Target):
             self._warn("the kept trained state does not load in this faiss; retraining")
             return None
         return index
-
-    def _load_native_file(self, path: str, check: Any, spec: RestoreSpec) -> bool:
-        """Load a native index in place while another thread hash-checks the same file."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            verified = pool.submit(check)
-            try:
-                index = faiss.read_index(path)
-            except RuntimeError:
-                index = None
-            verified.result()  # an IntegrityError here discards whatever was loaded
-        if not self._native_usable(index, spec):
-            return False
-        self.index = index
-        return True
 
     def _use_blob(self, blob: bytes, spec: RestoreSpec) -> bool:
         if self.path is not None:  # written out as it is: its bytes are already hash-checked

@@ -15,7 +15,9 @@ import pyarrow as pa
 
 from vecdr.errors import IntegrityError, UnsupportedFormatError
 from vecdr.format import FORMAT_VERSION
+from vecdr.format.layout import LayoutError
 from vecdr.format.objects import ObjectRef, dumps, loads
+from vecdr.format.segment import ID, MAX_DIMENSION, VECTOR, segment_schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,10 @@ class DeletionRef:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeletionRef:
-        return cls(ObjectRef.from_dict(d), int(d["offset"]), int(d["length"]))
+        offset, length = d["offset"], d["length"]
+        if not (_count(offset) and _count(length) and length > 0):
+            raise ValueError(f"deletion range {offset!r}+{length!r} is not a byte range")
+        return cls(ObjectRef.from_dict(d, "artifacts"), offset, length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +65,14 @@ class SegmentEntry:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SegmentEntry:
         dels = d.get("deletions")
+        rows, live = d["rows"], d["live"]
+        if not (_count(rows) and _count(live) and live <= rows):
+            raise ValueError(f"a segment of {rows!r} rows cannot have {live!r} live")
         return cls(
-            object=ObjectRef.from_dict(d["object"]),
-            rows=int(d["rows"]),
-            live=int(d["live"]),
-            hashes=ObjectRef.from_dict(d["hashes"]),
+            object=ObjectRef.from_dict(d["object"], "segments"),
+            rows=rows,
+            live=live,
+            hashes=ObjectRef.from_dict(d["hashes"], "artifacts"),
             deletions=DeletionRef.from_dict(dels) if dels else None,
         )
 
@@ -136,22 +144,69 @@ class Manifest:
                 f"{name} has format {version}; this vecdr reads up to {FORMAT_VERSION}: upgrade vecdr"
             )
         try:
-            schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(doc["schema"])))
-            return cls(
-                snapshot=str(doc["snapshot"]),
-                collection=str(doc["collection"]),
-                created_at=str(doc["created_at"]),
-                parent=doc.get("parent"),
-                tags=tuple(doc.get("tags", ())),
-                dimension=int(doc["dimension"]),
-                id_type=str(doc["id_type"]),
+            schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(doc["schema"], validate=True)))
+            artifacts = _object(doc.get("artifacts", {}))
+            manifest = cls(
+                snapshot=_text(doc["snapshot"]),
+                collection=_text(doc["collection"]),
+                created_at=_text(doc["created_at"]),
+                parent=_optional_text(doc.get("parent")),
+                tags=_texts(doc.get("tags", [])),
+                dimension=doc["dimension"],
+                id_type=_text(doc["id_type"]),
                 schema=schema,
-                segments=tuple(SegmentEntry.from_dict(s) for s in doc["segments"]),
-                index=dict(doc.get("index", {})),
-                artifacts={k: ObjectRef.from_dict(v) for k, v in doc.get("artifacts", {}).items()},
-                source=dict(doc.get("source", {})),
-                stats=dict(doc.get("stats", {})),
-                software=dict(doc.get("software", {})),
+                segments=tuple(SegmentEntry.from_dict(s) for s in _list(doc["segments"])),
+                index=_object(doc.get("index", {})),
+                artifacts={k: ObjectRef.from_dict(v, "artifacts") for k, v in artifacts.items()},
+                source=_object(doc.get("source", {})),
+                stats=_object(doc.get("stats", {})),
+                software=_object(doc.get("software", {})),
             )
-        except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as exc:
+            _check_schema(manifest)
+            return manifest
+        except LayoutError as exc:
+            raise IntegrityError(f"{name}: {exc}; refusing to read it", path=name) from exc
+        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
             raise IntegrityError(f"{name}: malformed manifest ({exc!r})", path=name) from exc
+
+
+def _count(value: Any) -> bool:
+    """Whether ``value`` is a whole number of zero or more (JSON's booleans are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(_text(v) for v in _list(value))
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, not {type(value).__name__}")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, not {type(value).__name__}")
+    return value
+
+
+def _check_schema(manifest: Manifest) -> None:
+    """The row schema must be a segment schema of the recorded dimension and id type."""
+    if not _count(manifest.dimension) or not 1 <= manifest.dimension <= MAX_DIMENSION:
+        raise ValueError(f"dimension {manifest.dimension!r} is not between 1 and {MAX_DIMENSION}")
+    expected = segment_schema(manifest.dimension, manifest.id_type)
+    for name in (ID, VECTOR):
+        index = manifest.schema.get_field_index(name)
+        if index < 0 or not manifest.schema.field(index).type.equals(expected.field(name).type):
+            raise ValueError(f"the {name} column is not {expected.field(name).type}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vecdr.errors import IntegrityError
+from vecdr.format.layout import check_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +22,15 @@ class ObjectRef:
         return {"key": self.key, "sha256": self.sha256, "size": self.size}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ObjectRef:
-        return cls(key=str(d["key"]), sha256=str(d["sha256"]), size=int(d["size"]))
+    def from_dict(cls, d: dict[str, Any], kind: str) -> ObjectRef:
+        """The reference a document holds, to an object of ``kind`` (``segments``,
+        ``artifacts`` or ``manifests``); :class:`~vecdr.format.layout.LayoutError` unless
+        its key has exactly the layout's shape (see :mod:`vecdr.format.layout`)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"an object reference must be a JSON object, not {type(d).__name__}")
+        key, sha256, size = d["key"], d["sha256"], d["size"]
+        check_ref(kind, key, sha256, size)
+        return cls(key=key, sha256=sha256, size=size)
 
 
 def dumps(doc: dict[str, Any]) -> bytes:
@@ -33,8 +41,8 @@ def dumps(doc: dict[str, Any]) -> bytes:
 def loads(data: bytes, name: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"{name}: not valid JSON ({exc})", path=name) from exc
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, an integer of 5,000 digits, deep nesting
+        raise IntegrityError(f"{name}: not valid JSON ({' '.join(str(exc).split())[:200]})", path=name) from exc
     if not isinstance(doc, dict):
         raise IntegrityError(f"{name}: expected a JSON object", path=name)
     return doc

@@ -11,6 +11,7 @@ from typing import Any
 
 from vecdr.errors import IntegrityError, UnsupportedFormatError
 from vecdr.format import FORMAT_VERSION
+from vecdr.format.layout import LayoutError
 from vecdr.format.objects import ObjectRef, dumps, loads
 
 
@@ -24,25 +25,41 @@ def _check_version(doc: dict[str, Any], name: str) -> None:
         )
 
 
+#: Features a repository may require of its readers (``config.json``'s ``requires``).
+#: A reader refuses a repository that requires a feature it does not know, rather
+#: than misreading it (an encrypted repository read as plain, for instance).
+FEATURES = frozenset({"encryption"})
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """``config.json``: what this repository is and what its store can do."""
+    """``config.json``: what this repository is and what its store can do.
+
+    ``encryption``: how objects are encrypted (cipher, key derivation parameters,
+    key check value; see :mod:`vecdr.store.keys`), or None for a plain repository.
+    """
 
     id: str
     created_at: str
     format: int = FORMAT_VERSION
     capabilities: dict[str, Any] = field(default_factory=dict)
+    encryption: dict[str, Any] | None = None
+
+    @property
+    def requires(self) -> list[str]:
+        return ["encryption"] if self.encryption is not None else []
 
     def to_bytes(self) -> bytes:
-        return dumps(
-            {
-                "format": self.format,
-                "id": self.id,
-                "created_at": self.created_at,
-                "capabilities": self.capabilities,
-                "kind": "vecdr-repository",
-            }
-        )
+        doc = {
+            "format": self.format,
+            "id": self.id,
+            "created_at": self.created_at,
+            "capabilities": self.capabilities,
+            "kind": "vecdr-repository",
+        }
+        if self.encryption is not None:
+            doc |= {"encryption": self.encryption, "requires": self.requires}
+        return dumps(doc)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "config.json") -> Config:
@@ -50,12 +67,27 @@ class Config:
         if doc.get("kind") != "vecdr-repository":
             raise IntegrityError(f"{name}: not a vecdr repository config", path=name)
         _check_version(doc, name)
-        return cls(
-            id=str(doc["id"]),
-            created_at=str(doc["created_at"]),
-            format=int(doc["format"]),
-            capabilities=dict(doc.get("capabilities", {})),
-        )
+        requires = doc.get("requires", [])
+        if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+            raise IntegrityError(f"{name}: malformed requires {requires!r}", path=name)
+        unknown = sorted(set(requires) - FEATURES)
+        if unknown:
+            raise UnsupportedFormatError(
+                f"{name}: the repository requires {', '.join(unknown)}, which this vecdr does not know: upgrade vecdr"
+            )
+        encryption = doc.get("encryption")
+        if (encryption is not None) != ("encryption" in requires) or not isinstance(encryption, dict | None):
+            raise IntegrityError(f"{name}: encryption settings and requires disagree", path=name)
+        try:
+            return cls(
+                id=_text(doc["id"]),
+                created_at=_text(doc["created_at"]),
+                format=doc["format"],
+                capabilities=_object(doc.get("capabilities", {})),
+                encryption=encryption,
+            )
+        except (KeyError, TypeError) as exc:
+            raise IntegrityError(f"{name}: malformed config ({exc!r})", path=name) from exc
 
 
 def commit_key(seq: int) -> str:
@@ -100,14 +132,44 @@ class CommitRecord:
         _check_version(doc, name)
         try:
             return cls(
-                seq=int(doc["seq"]),
-                snapshot=str(doc["snapshot"]),
-                collection=str(doc["collection"]),
-                manifest=ObjectRef.from_dict(doc["manifest"]),
-                created_at=str(doc["created_at"]),
-                parent=doc.get("parent"),
-                tags=tuple(doc.get("tags", ())),
-                rows=int(doc.get("rows", 0)),
+                seq=_whole(doc["seq"]),
+                snapshot=_text(doc["snapshot"]),
+                collection=_text(doc["collection"]),
+                manifest=ObjectRef.from_dict(doc["manifest"], "manifests"),
+                created_at=_text(doc["created_at"]),
+                parent=_optional_text(doc.get("parent")),
+                tags=_texts(doc.get("tags", [])),
+                rows=_whole(doc.get("rows", 0)),
             )
+        except LayoutError as exc:
+            raise IntegrityError(f"{name}: {exc}; refusing to read it", path=name) from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"{name}: malformed commit record ({exc!r})", path=name) from exc
+
+
+def _whole(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"expected a whole number, not {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, not {type(value).__name__}")
+    return value
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)

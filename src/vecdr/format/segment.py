@@ -30,6 +30,10 @@ ROW_GROUP_BYTES = 16 << 20
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
 
+#: The widest vectors vecdr stores (Qdrant's limit; Milvus allows 32,768, pgvector 16,000):
+#: a row group holds at least 1,024 rows, so wider vectors would make every segment huge.
+MAX_DIMENSION = 65536
+
 
 def vector_type(dimension: int) -> pa.DataType:
     return pa.list_(pa.field("element", pa.float32(), nullable=False), dimension)
@@ -54,6 +58,8 @@ def id_kind(typ: pa.DataType) -> str:
 
 
 def segment_schema(dimension: int, ids: str, attributes: pa.Schema | None = None) -> pa.Schema:
+    if not 1 <= dimension <= MAX_DIMENSION:
+        raise SchemaError(f"vectors of dimension {dimension} cannot be stored: vecdr stores 1 to {MAX_DIMENSION}")
     fields = [
         pa.field(ID, id_type(ids), nullable=False),
         pa.field(VECTOR, vector_type(dimension), nullable=False),

@@ -16,12 +16,32 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from vecdr.errors import UnsafeKeyError
+
 _SECRET_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<cred>[^/@\s]+)@")
 
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
     return _SECRET_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", url)
+
+
+def check_key(key: str) -> str:
+    """``key`` itself, if it names something inside the store's root; else :class:`UnsafeKeyError`.
+
+    The repository checks every key it reads from a document against its layout;
+    this is the store's own line of defence: a relative POSIX path of plain names,
+    no ``..`` or ``.``, no absolute path, backslash, empty part, NUL or scheme.
+    """
+    parts = key.split("/")
+    if (
+        "\\" in key
+        or "\x00" in key
+        or ":" in parts[0]
+        or any(part in ("", ".", "..") for part in parts)
+    ) and key != "":
+        raise UnsafeKeyError(f"refusing the key {key[:120]!r}: it does not name an object inside the store")
+    return key
 
 
 @dataclass(frozen=True, slots=True)

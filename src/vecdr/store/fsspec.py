@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from vecdr.store.base import ObjectInfo, Store
+from vecdr.store.base import ObjectInfo, Store, check_key
 
 #: Protocols whose ``pipe_file(mode="create")`` is atomic.
 ATOMIC_CREATE_PROTOCOLS = frozenset({"memory", "s3", "s3a"})
@@ -37,7 +37,7 @@ class FsspecStore(Store):
         self.atomic_create = bool(ATOMIC_CREATE_PROTOCOLS.intersection(protocols))
 
     def _path(self, key: str) -> str:
-        return f"{self.root}/{key}" if key else self.root
+        return f"{self.root}/{check_key(key)}" if key else self.root
 
     def read(self, key: str) -> bytes:
         data: bytes = self.fs.cat_file(self._path(key))

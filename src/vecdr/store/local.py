@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vecdr.durable import fsync_dir
-from vecdr.store.base import ObjectInfo, Store
+from vecdr.store.base import ObjectInfo, Store, check_key
 
 
 class LocalStore(Store):
@@ -27,7 +27,9 @@ class LocalStore(Store):
         super().__init__(url or str(self.root))
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        # Lexical: a key of plain names under the root (symbolic links inside the root
+        # are the owner's choice and are followed).
+        return self.root / check_key(key)
 
     def _stage(self, path: Path, data: bytes | memoryview) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
