@@ -56,18 +56,40 @@ __all__ = [
 RepoLike = Repository | str | os.PathLike[str]
 
 
-def init(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Repository:
+def init(
+    url: str | os.PathLike[str],
+    storage_options: dict[str, Any] | None = None,
+    *,
+    encrypt: bool = False,
+    key: bytes | str | None = None,
+    password: str | None = None,
+) -> Repository:
     """Create an empty repository at a path or fsspec URL.
 
-    ``storage_options`` configure the store (S3 endpoint, region, encryption,
-    credentials, transfer concurrency; see docs/storage.md).
+    ``storage_options`` configure the store (S3 endpoint, region, server-side
+    encryption, credentials, transfer concurrency; see docs/storage.md).
+    ``encrypt=True`` encrypts every object on the client with AES-256-GCM under
+    ``key`` (32 bytes or 64 hex digits) or a key derived from ``password`` (by
+    default ``VECDR_KEY`` or ``VECDR_PASSWORD``); see docs/security.md.
     """
-    return Repository.init(url, storage_options)
+    return Repository.init(url, storage_options, encrypt=encrypt, key=key, password=password)
 
 
-def open_repository(url: RepoLike, storage_options: dict[str, Any] | None = None) -> Repository:
-    """Open the repository at a path or URL (a :class:`Repository` is returned as is)."""
-    return url if isinstance(url, Repository) else Repository.open(url, storage_options)
+def open_repository(
+    url: RepoLike,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    key: bytes | str | None = None,
+    password: str | None = None,
+) -> Repository:
+    """Open the repository at a path or URL (a :class:`Repository` is returned as is).
+
+    An encrypted repository needs ``key`` or ``password``, or ``VECDR_KEY`` or
+    ``VECDR_PASSWORD`` in the environment.
+    """
+    if isinstance(url, Repository):
+        return url
+    return Repository.open(url, storage_options, key=key, password=password)
 
 
 def _as_source(source: Any, embeddings: Any = None) -> Source:

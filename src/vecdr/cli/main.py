@@ -21,6 +21,7 @@ import vecdr
 from vecdr.cli import output
 from vecdr.cli import pgvector as pgvector_cli
 from vecdr.errors import UsageError, VecdrError
+from vecdr.store import keys
 
 REPO_ENV = "VECDR_REPOSITORY"
 
@@ -128,15 +129,21 @@ def command(name: str) -> Any:
 
 
 @command("init")
-def init_cmd(repo: Repo, as_json: Json = False) -> None:
+def init_cmd(
+    repo: Repo,
+    encrypt: Annotated[
+        bool, typer.Option("--encrypt", help="Encrypt every object (key: VECDR_PASSWORD, VECDR_KEY or a prompt).")
+    ] = False,
+    as_json: Json = False,
+) -> None:
     """Create an empty repository."""
-    r = vecdr.init(repo)
+    r = vecdr.init(repo, encrypt=encrypt)
     doc = {"repository": r.url, "id": r.config.id, "format": r.config.format,
-           "capabilities": r.config.capabilities}
+           "capabilities": r.config.capabilities, "encrypted": r.config.encryption is not None}
     if as_json:
         output.emit_json(doc)
     else:
-        print(f"created vecdr repository {r.config.id[:12]} at {r.url}")
+        print(f"created {'encrypted ' if encrypt else ''}vecdr repository {r.config.id[:12]} at {r.url}")
         if not r.config.capabilities.get("atomic_create"):
             output.warn("this store has no atomic create-if-absent: run one writer at a time")
 
@@ -414,6 +421,16 @@ class _WarnHandler(logging.Handler):
         output.warn(record.getMessage())
 
 
+def _ask_passphrase(question: str, confirm: bool) -> str:
+    """An encrypted repository's passphrase, typed on the terminal (twice for a new one)."""
+    import getpass
+
+    first = getpass.getpass(question)
+    if confirm and getpass.getpass("the same passphrase again: ") != first:
+        raise UsageError("the two passphrases differ")
+    return first
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one line on stderr."""
     # Warnings (from vecdr or a library) become one line each on stderr.
@@ -423,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("vecdr")
     logger.propagate = False
     logger.addHandler(_WarnHandler() if os.environ.get("VECDR_DEBUG") else logging.NullHandler())
+    keys.passphrase_prompt = _ask_passphrase if sys.stdin.isatty() else None
     try:
         # Without standalone mode the parser returns an Exit's code instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="vecdr")

@@ -20,16 +20,20 @@ from vecdr.errors import (
     IntegrityError,
     NotARepositoryError,
     RepositoryExistsError,
+    StoreAccessError,
     StoreError,
+    UsageError,
     VecdrError,
 )
 from vecdr.format.hashing import sha256_hex
+from vecdr.format.layout import object_key
 from vecdr.format.manifest import Manifest
 from vecdr.format.objects import ObjectRef
 from vecdr.format.records import CommitRecord, Config
 from vecdr.repository.cache import ObjectCache
 from vecdr.repository.commits import commit_manifest, read_commits
-from vecdr.store import Store, open_store
+from vecdr.store import Store, keys, open_store
+from vecdr.store.encrypted import EncryptedStore
 
 CONFIG = "config.json"
 
@@ -41,9 +45,20 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def object_key(kind: str, digest: str, ext: str) -> str:
-    """``segments/ab/<sha256>.parquet``: sharded by the first two hex digits."""
-    return f"{kind}/{digest[:2]}/{digest}.{ext}"
+def _unsealed(store: Store, config: Config, secret: keys.Secret | None) -> Store:
+    """The store as the repository reads it: through its key where it is encrypted."""
+    if config.encryption is None:
+        if secret is not None:
+            # Refused rather than ignored: an altered config.json must not turn a
+            # user's encrypted backups into plaintext ones.
+            raise UsageError(
+                f"{store.url} is not encrypted, yet a key was given ({secret.source}): "
+                "unset it to use this repository unencrypted"
+            )
+        return store
+    secret = secret or keys.ask(store.url, creating=False)
+    master = keys.unlock(config.encryption, config.id, secret, store.url)
+    return EncryptedStore(store, keys.data_key(master), config.id, keys.chunk_of(config.encryption))
 
 
 def probe_atomic_create(store: Store) -> bool:
@@ -75,13 +90,31 @@ class Repository:
     # -- lifecycle ---------------------------------------------------------------
 
     @classmethod
-    def init(cls, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Repository:
+    def init(
+        cls,
+        url: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        encrypt: bool = False,
+        key: bytes | str | None = None,
+        password: str | None = None,
+    ) -> Repository:
         """Create an empty repository; refuses a location that already holds anything.
 
         A failed init leaves nothing behind: the only object it writes before
         ``config.json`` is the create-if-absent probe, which it removes.
+
+        ``encrypt``: encrypt every object (see :mod:`vecdr.store.encrypted`) under
+        ``key`` (32 bytes or 64 hex digits) or a key derived from ``password``; by
+        default ``VECDR_KEY`` or ``VECDR_PASSWORD``, else the terminal prompt.
         """
         store = open_store(url, storage_options)
+        secret = keys.given(key, password)
+        if secret is not None and not encrypt:
+            raise UsageError(
+                f"a key was given ({secret.source}) for a repository that is not to be encrypted: "
+                "pass --encrypt (encrypt=True), or unset it"
+            )
         try:
             if store.exists(CONFIG):
                 raise RepositoryExistsError(f"{store.url} already holds a vecdr repository")
@@ -89,26 +122,42 @@ class Repository:
                 raise RepositoryExistsError(
                     f"{store.url} is not empty; a repository needs an empty location"
                 )
+            repository_id = uuid.uuid4().hex
+            sealed, encryption = store, None
+            if encrypt:
+                secret = secret or keys.ask(store.url, creating=True)
+                encryption, master = keys.new_settings(secret, repository_id)
+                sealed = EncryptedStore(store, keys.data_key(master), repository_id, keys.chunk_of(encryption))
             atomic = probe_atomic_create(store)
             config = Config(
-                id=uuid.uuid4().hex,
+                id=repository_id,
                 created_at=utcnow(),
                 capabilities={"atomic_create": atomic},
+                encryption=encryption,
             )
             try:
                 store.create(CONFIG, config.to_bytes())
             except FileExistsError:
                 raise RepositoryExistsError(f"{store.url} already holds a vecdr repository") from None
         except OSError as exc:
-            if isinstance(exc, RepositoryExistsError | StoreError):
+            if isinstance(exc, VecdrError):
                 raise
             if isinstance(exc, FileNotFoundError) and not store.root_exists():
                 raise StoreError(f"cannot create a repository at {store.url}: its bucket does not exist") from exc
             raise StoreError(f"cannot create a repository at {store.url}: {exc}") from exc
-        return cls(store, config)
+        return cls(sealed, config)
 
     @classmethod
-    def open(cls, url: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Repository:
+    def open(
+        cls,
+        url: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        key: bytes | str | None = None,
+        password: str | None = None,
+    ) -> Repository:
+        """Open a repository; an encrypted one with ``key``, ``password``, ``VECDR_KEY``,
+        ``VECDR_PASSWORD`` or the terminal prompt, in that order."""
         store = open_store(url, storage_options)
         try:
             data = store.read(CONFIG)
@@ -120,7 +169,10 @@ class Repository:
             ) from None
         except (IsADirectoryError, NotADirectoryError):
             raise NotARepositoryError(f"{store.url} is not a vecdr repository") from None
-        return cls(store, Config.from_bytes(data, f"{store.url}/{CONFIG}"))
+        except PermissionError as exc:
+            raise StoreAccessError(f"cannot read {store.url}/{CONFIG}: permission denied") from exc
+        config = Config.from_bytes(data, f"{store.url}/{CONFIG}")
+        return cls(_unsealed(store, config, keys.given(key, password)), config)
 
     # -- objects -----------------------------------------------------------------
 
