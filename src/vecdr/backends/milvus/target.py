@@ -84,6 +84,12 @@ class _Sender(threading.Thread):
         self.jobs.put(None)
         self.join()
 
+    def cancel(self) -> None:
+        """Stop without running the jobs still queued."""
+        if self.error is None:
+            self.error = TargetError("the restore was stopped")
+        self.stop()
+
 
 class MilvusTarget(Target):
     """Rebuild a snapshot as collection ``collection=NAME``.
@@ -243,6 +249,9 @@ class MilvusTarget(Target):
             ]  # fmt: skip
         else:
             groups = [(DEFAULT_PARTITION if self.layout.tracks_partitions else "", rows)]
+        # Rows come partition by partition: a partition not in this batch is complete.
+        for done in [p for p in self._pending if p not in {name for name, _ in groups}]:
+            self._send(done)
         for partition, part in groups:
             if partition is None:
                 raise SchemaError(f"a row of the snapshot has no {PARTITION}")
@@ -364,7 +373,7 @@ class MilvusTarget(Target):
 
     def abort(self) -> None:
         if self._sender is not None and self._sender.is_alive():
-            self._sender.stop()
+            self._sender.cancel()
         if self.client is None:
             return
         with quiet():
