@@ -85,14 +85,11 @@ def s3_filesystem_options(options: Mapping[str, Any]) -> dict[str, Any]:
         client["endpoint_url"] = endpoint
     if region:
         client["region_name"] = region
-    config: dict[str, Any] = {
-        # botocore retries each request with jittered backoff ("standard" mode: timeouts,
-        # 5xx, throttling, resets); vecdr's RetryingStore retries what is left after that.
-        "retries": {"max_attempts": 3, "mode": "standard"},
-        "connect_timeout": 10,
-        "read_timeout": 120,
-        **(given.pop("config_kwargs", None) or {}),
-    }
+    # botocore retries each request with jittered backoff ("standard" mode: timeouts,
+    # 5xx, throttling, resets); vecdr's RetryingStore retries what is left after that.
+    own_config = dict(given.pop("config_kwargs", None) or {})
+    config: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 120, **own_config,
+                              "retries": {"total_max_attempts": 3, "mode": "standard", **own_config.get("retries", {})}}
     return {
         "client_kwargs": client,
         "config_kwargs": config,
