@@ -418,7 +418,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=None, help="collection rows (default 100000; --quick 3000)")
     p.add_argument("--dim", type=int, default=None, help="dimension (default 384; --quick 32)")
     p.add_argument("--queries", type=int, default=200, help="held-out queries for the top-10 comparison (200)")
-    p.add_argument("--ef", type=int, default=128, help="HNSW ef of the top-10 searches (128)")
+    p.add_argument("--ef", type=int, default=512, help="HNSW ef of the top-10 searches (512: near-exact)")
     p.add_argument("--seed", type=int, default=0, help="numpy default_rng seed (0)")
     p.add_argument("--repeats", type=int, default=None, help="samples of each side, alternating (2; --quick 1)")
     p.add_argument("--change-fraction", type=float, default=0.01, help="rows changed before the incremental")
