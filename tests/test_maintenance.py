@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vecdr
-from vecdr.engines.forget import PERIODS, Policy, decide, parse_duration
+from vecdr.engines.forget import PERIODS, Retention, decide, parse_duration
 from vecdr.errors import IntegrityError, LockedError, SnapshotNotFoundError, UsageError
 from vecdr.repository import Repository
 from vecdr.repository.locks import Lock, list_locks
@@ -56,7 +56,7 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
-def oracle(times: list[datetime], tags: list[tuple[str, ...]], policy: Policy) -> set[int]:
+def oracle(times: list[datetime], tags: list[tuple[str, ...]], policy: Retention) -> set[int]:
     """Which of one collection's snapshots (oldest first) the policy keeps, computed plainly."""
     order = sorted(range(len(times)), key=lambda i: i, reverse=True)  # newest first: later index is newer
     kept = set(order[: policy.last])
@@ -73,7 +73,7 @@ def oracle(times: list[datetime], tags: list[tuple[str, ...]], policy: Policy) -
 
 
 policies = st.builds(
-    Policy,
+    Retention,
     last=st.integers(0, 4), hourly=st.integers(0, 3), daily=st.integers(0, 3), weekly=st.integers(0, 2),
     monthly=st.integers(0, 2), yearly=st.integers(0, 1),
     within=st.one_of(st.none(), st.sampled_from([timedelta(hours=2), timedelta(days=1), timedelta(days=10)])),
@@ -88,7 +88,7 @@ gaps = st.lists(st.sampled_from([timedelta(minutes=20), timedelta(hours=3), time
 @settings(max_examples=60)
 @given(gaps=gaps, policy=policies, data=st.data())
 def test_any_policy_over_any_history_keeps_what_it_should_and_kept_snapshots_restore_exactly(
-    gaps: list[timedelta], policy: Policy, data: st.DataObject
+    gaps: list[timedelta], policy: Retention, data: st.DataObject
 ) -> None:
     start = datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
     times = [start + sum(gaps[: i + 1], timedelta()) for i in range(len(gaps))]

@@ -23,15 +23,23 @@ from vecdr.engines import snapshot as _snapshot
 from vecdr.engines import verify as _verify
 from vecdr.engines.compact import CompactResult
 from vecdr.engines.compact import compact as _compact
-from vecdr.engines.forget import ForgetResult, Policy, parse_duration
+from vecdr.engines.drill import DrillResult
+from vecdr.engines.drill import drill as _drill
+from vecdr.engines.forget import ForgetResult, Retention, parse_duration
 from vecdr.engines.forget import forget as _forget
 from vecdr.engines.prune import DEFAULT_GRACE, PruneResult
 from vecdr.engines.prune import prune as _prune
+from vecdr.engines.recover import RecoveryResult
+from vecdr.engines.recover import recover as _recover
 from vecdr.engines.snapshot import DIFF_PASS_ROWS
+from vecdr.engines.status import CollectionStatus
+from vecdr.engines.status import status as _status
 from vecdr.errors import VecdrError
+from vecdr.policy import Objectives, Policy, load_policy
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, pick_collection
 from vecdr.repository.commits import skipped
+from vecdr.repository.drills import drill_history
 
 __all__ = [
     "Repository",
@@ -40,16 +48,20 @@ __all__ = [
     "VecdrError",
     "VerifyReport",
     "compact",
+    "drill",
+    "drills",
     "errors",
     "export",
     "forget",
     "init",
     "open_repository",
     "prune",
+    "recover",
     "restore",
     "restore_index",
     "snapshot",
     "snapshots",
+    "status",
     "verify",
 ]
 
@@ -116,18 +128,22 @@ def snapshot(
     allow_nonfinite: bool = False,
     reporter: Reporter = NULL,
     diff_pass_rows: int = DIFF_PASS_ROWS,
+    quality_sample: int | None = None,
 ) -> SnapshotResult:
     """Snapshot a source (URI, FAISS index, ``vecdr.faiss.TrackedIndex`` or Source) and commit it.
 
     ``diff_pass_rows`` bounds how many previous rows a diff holds at once (about 34
     bytes each) for sources that scan id ranges (pgvector); larger collections are
-    compared one id range at a time.
+    compared one id range at a time. ``quality_sample``: query vectors (with the
+    source index's answers) kept for drills; default 32 for a new collection, then
+    as the previous snapshot did; 0 for none.
     """
     src = _as_source(source, embeddings)
     try:
         return _snapshot(
             open_repository(repo), src, collection=collection, tags=tags, with_index=with_index,
             mode=mode, allow_nonfinite=allow_nonfinite, reporter=reporter, diff_pass_rows=diff_pass_rows,
+            quality_sample=quality_sample,
         )
     finally:
         src.close()
@@ -228,9 +244,9 @@ def forget(
     Their objects stay until :func:`prune`. See docs/maintenance.md.
     """
     within = parse_duration(keep_within) if isinstance(keep_within, str) else keep_within
-    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
-                    tuple(keep_tags))
-    return _forget(open_repository(repo), policy, tuple(snapshots), collection, dry_run, reporter)
+    retention = Retention(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
+                          tuple(keep_tags))
+    return _forget(open_repository(repo), retention, tuple(snapshots), collection, dry_run, reporter)
 
 
 def prune(
@@ -246,6 +262,61 @@ def compact(
 ) -> CompactResult:
     """Rewrite a collection's latest snapshot as a new one without dead rows or small segments."""
     return _compact(open_repository(repo), snapshot, collection, reporter)
+
+
+def drill(
+    repo: RepoLike,
+    snapshot: str | None = "latest",
+    *,
+    collection: str | None = None,
+    target: str | None = None,
+    objectives: Objectives | None = None,
+    policy: str | os.PathLike[str] | Policy | None = None,
+    record: bool = True,
+    reporter: Reporter = NULL,
+) -> DrillResult:
+    """Restore a snapshot into a scratch target, measure RTO, RPO, rows and recall, clean up.
+
+    The objectives come from ``objectives``, else from the collection's entry in
+    ``policy`` (a :class:`Policy` or a TOML path). See docs/drills.md.
+    """
+    repository = open_repository(repo)
+    if objectives is None and policy is not None:
+        loaded = policy if isinstance(policy, Policy) else load_policy(policy)
+        name = collection or _drill_collection(repository, snapshot)
+        objectives = loaded.objectives(name)
+    return _drill(repository, snapshot, collection=collection, target=target, objectives=objectives,
+                  record=record, reporter=reporter)
+
+
+def _drill_collection(repo: Repository, snapshot: str | None) -> str:
+    from vecdr.repository import resolve
+
+    return resolve(repo.commits(), snapshot).collection
+
+
+def drills(repo: RepoLike, collection: str | None = None) -> list[dict[str, Any]]:
+    """Past drills recorded in the repository, oldest first."""
+    return drill_history(open_repository(repo).store, collection)
+
+
+def status(repo: RepoLike, policy: str | os.PathLike[str] | Policy | None = None,
+           reporter: Reporter = NULL) -> list[CollectionStatus]:
+    """Each collection's newest snapshot age, pending changes and last drill, against its objectives."""
+    loaded = policy if isinstance(policy, Policy) or policy is None else load_policy(policy)
+    return _status(open_repository(repo), loaded, reporter)
+
+
+def recover(repo: RepoLike | None = None, policy: str | os.PathLike[str] | Policy | None = None, *,
+            force: bool = False, reporter: Reporter = NULL) -> RecoveryResult:
+    """Restore every collection of ``policy`` into its target, most critical first."""
+    if policy is None:
+        raise errors.UsageError("recover needs a policy file naming each collection's target")
+    loaded = policy if isinstance(policy, Policy) else load_policy(policy)
+    location = repo if repo is not None else loaded.repository
+    if location is None:
+        raise errors.UsageError("name the repository (argument, VECDR_REPOSITORY, or `repository =` in the policy)")
+    return _recover(open_repository(location), loaded, force=force, reporter=reporter)
 
 
 def __getattr__(name: str) -> Any:

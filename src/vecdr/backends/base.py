@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vecdr.format.quality import QualitySample
+
 IdRange = tuple[Any, Any]
 """``(lo, hi)``: the ids with ``lo <= id < hi``; ``None`` leaves that side unbounded."""
 WHOLE: IdRange = (None, None)
@@ -88,6 +90,11 @@ class Source(ABC):
             inside = in_range(batch.column("id").combine_chunks(), (lo, hi))
             yield batch if inside is None else batch.filter(pa.array(inside))
 
+    def quality_sample(self, queries: int, k: int) -> QualitySample | None:
+        """``queries`` query vectors drawn from the source and its own index's top-``k``
+        ids for each (see :mod:`vecdr.format.quality`); ``None`` where the source cannot search."""
+        return None
+
     def changes(self) -> ChangeSet | None:
         """Recorded changes for tracked mode; ``None`` where the source keeps no journal."""
         return None
@@ -155,3 +162,17 @@ class Target(ABC):
 
     def abort(self) -> None:
         """Drop whatever ``begin`` and ``write`` made."""
+
+    # -- after finish: what a drill asks of the restored index ---------------------
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Any]] | None:
+        """The restored index's top-``k`` ids for each query; ``None`` where the target cannot search."""
+        return None
+
+    def count(self) -> int | None:
+        """How many rows the published target holds; ``None`` where it cannot tell."""
+        return None
+
+    def drop(self) -> None:
+        """Remove the published target (a drill's scratch index, table or collection)."""
+        raise NotImplementedError(f"a {self.backend} target cannot be dropped")

@@ -33,6 +33,7 @@ from vecdr.errors import (
     TargetError,
     TargetExistsError,
 )
+from vecdr.format.quality import QualitySample
 from vecdr.format.segment import vectors_from_arrow, vectors_to_arrow
 
 #: Fewest sample rows an index that needs training is trained on (when the snapshot has them).
@@ -154,6 +155,24 @@ class FaissSource(Source):
                 )
         for start in range(0, len(ids), batch_rows):
             yield _table(ids[start : start + batch_rows], vectors[start : start + batch_rows])
+
+    def quality_sample(self, queries: int, k: int) -> QualitySample | None:
+        total = self.index.ntotal
+        if not total or not queries or not self._spec["lossless"]:
+            return None
+        # Stored vectors as the queries, the same ones for a given index size.
+        picks = np.sort(np.random.default_rng(total).choice(total, min(queries, total), replace=False))
+        found, start = [], 0
+        for _, vectors in fi.iter_vectors(self.index, 1 << 16, copy=False):
+            inside = picks[(picks >= start) & (picks < start + len(vectors))]
+            found.append(np.array(vectors[inside - start], dtype=np.float32))
+            start += len(vectors)
+        sample = np.concatenate(found)
+        metric = fi.METRICS.get(fi.unwrap(self.index)[0].metric_type, "L2")
+        if isinstance(fi.unwrap(self.index)[0], faiss.IndexFlat):
+            return QualitySample(sample, None, k, metric)  # exhaustive: its answers are the exact ones
+        _, labels = self.index.search(sample, k)
+        return QualitySample(sample, [[int(x) for x in row if x >= 0] for row in labels], k, metric)
 
     def changes(self) -> ChangeSet | None:
         if self.journal is None:
@@ -526,6 +545,27 @@ class FaissTarget(Target):
             write_index_atomic(self.blob if self.blob is not None else self.index, self.path)
             self.phases["write"] = time.perf_counter() - started
         return self.phases
+
+    def _published(self) -> faiss.Index | None:
+        if self.index is None and self.path is not None and self.path.exists():
+            self.index = faiss.read_index(str(self.path))
+        return self.index
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Any]] | None:
+        index = self._published()
+        if index is None:
+            return None
+        _, labels = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return [[int(x) for x in row if x >= 0] for row in labels]
+
+    def count(self) -> int | None:
+        index = self._published()
+        return None if index is None else int(index.ntotal)
+
+    def drop(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+        self.index = None
 
     def abort(self) -> None:
         self.index = None

@@ -164,12 +164,17 @@ def snapshot_cmd(
     allow_nonfinite: Annotated[
         bool, typer.Option("--allow-nonfinite", help="Store NaN/Inf vectors instead of refusing.")
     ] = False,
+    quality_sample: Annotated[
+        int | None,
+        typer.Option("--quality-sample", min=0,
+                     help="Queries (with the live index's answers) kept for drills; default 32 for a new collection."),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Take a snapshot: full the first time, incremental after."""
     result = vecdr.snapshot(
         repo, source, collection=collection, tags=tag or (), with_index=with_index,
-        embeddings=embeddings, mode=mode, allow_nonfinite=allow_nonfinite,
+        embeddings=embeddings, mode=mode, allow_nonfinite=allow_nonfinite, quality_sample=quality_sample,
         reporter=output.reporter(as_json),
     )
     if as_json:
@@ -384,6 +389,105 @@ def compact_cmd(
           f"{result.rows:,} rows, {result.segments_before} -> {result.segments_after} segments "
           f"({result.segments_rewritten} rewritten, {result.dead_rows_dropped:,} dead rows dropped), "
           f"{output.human_bytes(result.bytes_written)} written in {result.seconds:.2f}s")
+
+
+PolicyFile = Annotated[str | None, typer.Option("--policy", help="Recovery objectives (TOML, see docs/drills.md).")]
+
+
+def _objectives(rto: str | None, rpo: str | None, min_recall: float | None) -> Any:
+    from vecdr.policy import Objectives, parse_seconds
+
+    if rto is None and rpo is None and min_recall is None:
+        return None
+    return Objectives(parse_seconds(rto, "--rto") if rto else None, parse_seconds(rpo, "--rpo") if rpo else None,
+                      min_recall)
+
+
+@command("drill")
+def drill_cmd(
+    repo: Repo,
+    snapshot: Annotated[str, typer.Argument(help="Snapshot to drill (default: latest).")] = "latest",
+    collection: Collection = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Restore here instead of a scratch place of the production engine.")
+    ] = None,
+    policy: PolicyFile = None,
+    rto: Annotated[str | None, typer.Option("--rto", help="RTO target (e.g. 60s, 5m); overrides the policy.")] = None,
+    rpo: Annotated[str | None, typer.Option("--rpo", help="RPO target (e.g. 0s, 1h); overrides the policy.")] = None,
+    min_recall: Annotated[
+        float | None, typer.Option("--min-recall", min=0, max=1, help="Quality floor: restored/live recall.")
+    ] = None,
+    report: Annotated[str | None, typer.Option("--report", help="Also write a Markdown report here.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Restore a snapshot into a scratch target, measure RTO, RPO, rows and recall, clean up."""
+    from vecdr.policy import load_policy
+
+    loaded = load_policy(policy) if policy else None
+    objectives = _objectives(rto, rpo, min_recall)
+    if loaded is not None:
+        base = loaded.objectives(collection or vecdr._drill_collection(vecdr.open_repository(repo), snapshot))
+        objectives = base.overridden_by(objectives)
+    result = vecdr.drill(repo, snapshot, collection=collection, target=target, objectives=objectives,
+                         reporter=output.reporter(as_json))
+    if report:
+        output.write_text(report, output.drill_markdown(result))
+    if as_json:
+        output.emit_json(result.to_dict())
+    else:
+        output.print_drill(result)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@command("drills")
+def drills_cmd(repo: Repo, collection: Collection = None, as_json: Json = False) -> None:
+    """List past drills with their measured RTO, RPO and recall."""
+    history = vecdr.drills(repo, collection)
+    if as_json:
+        output.emit_json(history)
+        return
+    output.print_drills(history)
+
+
+@command("status")
+def status_cmd(
+    repo: Repo,
+    policy: PolicyFile = None,
+    prometheus: Annotated[
+        str | None, typer.Option("--prometheus", help="Also write a node-exporter textfile here.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Each collection's newest snapshot age, pending changes and last drill against its objectives."""
+    from vecdr.engines.status import write_prometheus
+
+    rows = vecdr.status(repo, policy, reporter=output.reporter(as_json))
+    if prometheus:
+        write_prometheus(rows, prometheus)
+    if as_json:
+        output.emit_json([r.to_dict() for r in rows])
+    else:
+        output.print_status(rows)
+    if any(r.rpo_met is False for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command("recover")
+def recover_cmd(
+    repo: Annotated[str | None, typer.Argument(help="Repository (default: the policy's, or VECDR_REPOSITORY).")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="Recovery objectives and targets (TOML).")] = "vecdr.toml",
+    force: Annotated[bool, typer.Option("--force", help="Replace targets that exist.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Restore every collection of the policy into its target, most critical first."""
+    result = vecdr.recover(repo or os.environ.get(REPO_ENV), policy, force=force, reporter=output.reporter(as_json))
+    if as_json:
+        output.emit_json(result.to_dict())
+    else:
+        output.print_recovery(result)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 @command("unlock")

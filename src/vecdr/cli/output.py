@@ -93,3 +93,117 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.2f}s"
+    if value < 7200:
+        return f"{value / 60:.1f}m"
+    return f"{value / 3600:.1f}h"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _verdict(passed: bool | None) -> str:
+    return {True: "pass", False: "FAIL", None: "-"}[passed]
+
+
+def drill_rows(result: Any) -> list[tuple[str, str, str, str]]:
+    """(check, measured, target, verdict) rows of a drill."""
+    targets = {c.name: c for c in result.checks}
+
+    def row(name: str, measured: str, fmt: Any) -> tuple[str, str, str, str]:
+        check = targets.get(name)
+        target = "-" if check is None or check.target is None else fmt(check.target)
+        return (name.replace("_", " "), measured, target, _verdict(check.passed if check else None))
+
+    phases = ", ".join(f"{k} {_seconds(v)}" for k, v in result.rto_phases.items())
+    rows = [
+        row("rto_seconds", f"{_seconds(result.rto_seconds)} ({phases})", _seconds),
+        row("rpo_seconds", _seconds(result.rpo_seconds), _seconds),
+        row("rows", f"{result.rows_restored if result.rows_restored is not None else '-'}", str),
+        row("recall_ratio", f"{_share(result.recall_ratio)} (recall@{result.k} {_share(result.recall)} vs live "
+            f"{_share(result.source_recall)}, {result.queries} queries)", _share),
+    ]
+    return rows
+
+
+def print_drill(result: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"drill of {result.collection!r}, snapshot {result.snapshot[:12]} -> {result.target}")
+    for column in ("check", "measured", "target", "result"):
+        table.add_column(column)
+    for r in drill_rows(result):
+        table.add_row(*r)
+    stdout.print(table)
+    stdout.print(f"{'PASSED' if result.passed else 'FAILED'}; recorded as {result.history_key}")
+
+
+def drill_markdown(result: Any) -> str:
+    lines = [
+        f"# DR drill: {result.collection}",
+        "",
+        f"- started: {result.started_at}",
+        f"- snapshot: `{result.snapshot}`",
+        f"- scratch target: `{result.target}` (dropped afterwards)",
+        f"- result: **{'PASSED' if result.passed else 'FAILED'}**",
+        "",
+        "| check | measured | target | result |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in drill_rows(result)]
+    lines += ["", "Restore phases (seconds): " + ", ".join(f"{k} {v:.3f}" for k, v in result.restore_phases.items())]
+    return "\n".join(lines) + "\n"
+
+
+def print_drills(history: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    for column in ("started", "collection", "snapshot", "RTO", "RPO", "rows", "recall ratio", "result"):
+        table.add_column(column)
+    for d in history:
+        table.add_row(str(d.get("started_at")), str(d.get("collection")), str(d.get("snapshot", ""))[:12],
+                      _seconds(d.get("rto_seconds")), _seconds(d.get("rpo_seconds")), str(d.get("rows_restored")),
+                      _share(d.get("recall_ratio")), _verdict(d.get("passed")))
+    stdout.print(table if history else "no drills yet")
+
+
+def print_status(rows: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    for column in ("collection", "snapshots", "newest", "age", "pending", "RPO", "RPO target", "RTO target",
+                   "last drill RTO", "last drill"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.collection, str(r.snapshots), (r.latest or "-")[:12], _seconds(r.snapshot_age_seconds),
+                      "-" if r.pending_changes is None else f"{r.pending_changes:,}",
+                      f"{_seconds(r.rpo_seconds)} {_verdict(r.rpo_met)}", _seconds(r.rpo_target_seconds),
+                      _seconds(r.rto_target_seconds), _seconds(r.last_drill_rto_seconds),
+                      _verdict(r.last_drill_passed))
+    stdout.print(table if rows else "no collections")
+
+
+def print_recovery(result: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"recovery: {'PASSED' if result.passed else 'FAILED'} in {_seconds(result.seconds)}")
+    for column in ("priority", "collection", "target", "rows", "restore", "RTO", "RTO target", "result"):
+        table.add_column(column)
+    for c in result.collections:
+        table.add_row(str(c.priority), c.collection, c.target, "-" if c.rows is None else f"{c.rows:,}",
+                      _seconds(c.restore_seconds), _seconds(c.rto_seconds), _seconds(c.rto_target_seconds),
+                      _verdict(c.passed) if c.error is None else f"FAIL: {c.error}")
+    stdout.print(table)

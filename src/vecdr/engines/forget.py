@@ -51,7 +51,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class Retention:
     last: int = 0
     hourly: int = 0
     daily: int = 0
@@ -101,7 +101,7 @@ class ForgetResult:
                 "removed": [d.to_dict() for d in self.removed]}
 
 
-def decide(commits: list[CommitRecord], policy: Policy) -> list[Decision]:
+def decide(commits: list[CommitRecord], policy: Retention) -> list[Decision]:
     """Which snapshots ``policy`` keeps, and why, per collection (oldest first, like ``commits``)."""
     reasons: dict[int, list[str]] = {c.seq: [] for c in commits}
     for name in sorted({c.collection for c in commits}):
@@ -131,7 +131,7 @@ def decide(commits: list[CommitRecord], policy: Policy) -> list[Decision]:
 
 def forget(
     repo: Repository,
-    policy: Policy | None = None,
+    policy: Retention | None = None,
     snapshots: list[str] | tuple[str, ...] = (),
     collection: str | None = None,
     dry_run: bool = False,
@@ -142,7 +142,7 @@ def forget(
     ``collection`` limits the policy to one collection. With ``dry_run`` nothing
     changes; the result says what would be kept and removed.
     """
-    policy = policy or Policy()
+    policy = policy or Retention()
     if policy.empty == (not snapshots):
         raise UsageError("give either snapshots to forget or a --keep-* policy (one of them, not both)")
     with Lock(repo.store, "exclusive", "forget"):

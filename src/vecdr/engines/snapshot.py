@@ -33,6 +33,7 @@ from vecdr.errors import (
 from vecdr.format.deletions import encode_deletion_file
 from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes
 from vecdr.format.manifest import DeletionRef, Manifest, SegmentEntry
+from vecdr.format.quality import encode_quality
 from vecdr.format.rowhashes import decode_row_hashes
 from vecdr.format.segment import id_type, segment_schema, vectors_from_arrow
 from vecdr.progress import NULL, Reporter
@@ -46,6 +47,9 @@ MODES = ("auto", "full", "diff", "tracked")
 #: A larger collection is compared one id range at a time where the source can select
 #: ranges cheaply (a database's WHERE), so memory does not grow with the collection.
 DIFF_PASS_ROWS = 2_000_000
+#: Query vectors a new collection's snapshots keep for drills, and the k of their answers.
+QUALITY_QUERIES = 32
+QUALITY_K = 10
 #: Ids sampled per id range when choosing range bounds.
 _SAMPLES_PER_PASS = 64
 
@@ -364,7 +368,7 @@ class _Snapshotter:
         return [entry for i, entry in enumerate(segments) if i not in gone], written
 
     def finish(self, deleted: int, with_index: bool, tags: tuple[str, ...], mode: str,
-               started: float) -> tuple[Manifest, int]:
+               started: float, quality_queries: int) -> tuple[Manifest, int]:
         # The last segment encodes while the deletion vectors are written.
         self.writer.flush()
         segments, bytes_written = self._updated_segments()
@@ -372,8 +376,12 @@ class _Snapshotter:
         bytes_written += sum(new_bytes for _, new_bytes in written)
         segments.extend(entry for entry, _ in written)
 
+        kept = dict(self.source.artifacts(with_index))
+        sample = self.source.quality_sample(quality_queries, QUALITY_K) if quality_queries else None
+        if sample is not None:
+            kept["quality"] = (encode_quality(sample, id_type(self.info.id_type)), "quality.parquet")
         artifacts = {}
-        for name, (data, ext) in self.source.artifacts(with_index).items():
+        for name, (data, ext) in kept.items():
             ref, new = self.repo.put("artifacts", data, ext)
             bytes_written += ref.size if new else 0
             artifacts[name] = ref
@@ -401,6 +409,7 @@ class _Snapshotter:
                 "deleted": deleted,
                 "bytes_written": bytes_written,
                 "seconds": round(time.perf_counter() - started, 6),
+                "quality_queries": quality_queries,
             },
         )
         return manifest, bytes_written
@@ -429,6 +438,7 @@ def snapshot(
     workers: int | None = None,
     reporter: Reporter = NULL,
     diff_pass_rows: int = DIFF_PASS_ROWS,
+    quality_sample: int | None = None,
 ) -> SnapshotResult:
     """Snapshot ``source`` into ``repo`` and commit it.
 
@@ -440,6 +450,10 @@ def snapshot(
     A diff compares at most ``diff_pass_rows`` previous rows at once when the source
     scans id ranges cheaply (:attr:`Source.range_scans`): a larger collection is
     scanned one id range at a time, so memory stays bounded whatever its size.
+
+    ``quality_sample``: how many query vectors, with the source index's top-10 answers,
+    to keep for drills (:mod:`vecdr.format.quality`); 0 keeps none. By default a new
+    collection keeps 32, and later snapshots keep what the previous one did.
     """
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -449,7 +463,7 @@ def snapshot(
     kind = "shared" if repo.config.capabilities.get("atomic_create", True) else "exclusive"
     with Lock(repo.store, kind, f"snapshot of {collection or source.uri}"):
         return _take(repo, source, collection, tags, with_index, mode, allow_nonfinite, workers, reporter,
-                     diff_pass_rows)
+                     diff_pass_rows, quality_sample)
 
 
 def _take(
@@ -463,6 +477,7 @@ def _take(
     workers: int | None,
     reporter: Reporter,
     diff_pass_rows: int,
+    quality_sample: int | None,
 ) -> SnapshotResult:
     started = time.perf_counter()
     info = source.info()
@@ -553,7 +568,9 @@ def _take(
                     job.upsert(batch)
                 deleted += job.end(scanned=True)
         reporter.finish()
-        manifest, bytes_written = job.finish(deleted, with_index, tags, run_mode, started)
+        if quality_sample is None:  # a new collection samples; an existing one keeps its setting
+            quality_sample = int(prev.stats.get("quality_queries", 0)) if prev is not None else QUALITY_QUERIES
+        manifest, bytes_written = job.finish(deleted, with_index, tags, run_mode, started, quality_sample)
     except BaseException:
         job.writer.close()
         raise

@@ -14,8 +14,10 @@ from vecdr.backends.pgvector import tracking
 from vecdr.backends.pgvector.catalog import ID_KINDS, TableInfo, describe, portable_index
 from vecdr.backends.pgvector.copybinary import CopyReader, read_tables
 from vecdr.backends.pgvector.dsn import Dsn, build, connect, first_line, shown_options
+from vecdr.backends.pgvector.search import nearest, sample_vectors
 from vecdr.backends.pgvector.types import Column, quote
 from vecdr.errors import BackendError, UsageError
+from vecdr.format.quality import QualitySample
 from vecdr.format.segment import id_type, segment_schema
 
 
@@ -146,6 +148,22 @@ class PgvectorSource(Source):
         bounds += [f"{key} < {sql.Literal(hi).as_string(self.conn)}"] if hi is not None else []
         where = f"WHERE {' AND '.join(bounds)}" if bounds else ""
         yield from self._copy(self._columns(), where, batch_rows)
+
+    def quality_sample(self, queries: int, k: int) -> QualitySample | None:
+        t = self.table
+        if not self._rows or not queries:
+            return None
+        vector = self._select(t.vector)
+        try:
+            sample = sample_vectors(self.conn, t.qualified, t.id.name, vector, queries, self._rows)
+            portable = portable_index(t.indexes, t.vector.name)
+            if portable is None:  # no vector index: the table is searched exhaustively
+                return QualitySample(sample, None, k, "L2")
+            metric = portable["metric"]
+            return QualitySample(sample, nearest(self.conn, t.qualified, t.id.name, vector, sample, k, metric), k,
+                                 metric)
+        except psycopg.Error as exc:
+            raise BackendError(f"sampling queries from {t.schema}.{t.name} failed: {first_line(exc)}") from exc
 
     def changes(self) -> ChangeSet | None:
         state = tracking.read_state(self.conn, self.table)

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 
@@ -21,6 +22,7 @@ from vecdr.backends.base import RestoreSpec, Target
 from vecdr.backends.pgvector.catalog import split_table
 from vecdr.backends.pgvector.copybinary import TRAILER, encode_rows
 from vecdr.backends.pgvector.dsn import Dsn, build, connect, first_line, shown_options
+from vecdr.backends.pgvector.search import nearest
 from vecdr.backends.pgvector.types import Column, column_for_field, quote
 from vecdr.errors import (
     BackendError,
@@ -314,6 +316,21 @@ class PgvectorTarget(Target):
             n += 1
             candidate = _identifier(base, 63 - len(str(n))) + str(n)
         return candidate
+
+    # -- after finish ---------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Any]] | None:
+        metric = (self.spec.index.get("portable") or {}).get("metric", "L2")
+        with connect(self.dsn, autocommit=True) as conn:
+            return nearest(conn, self.qualified, self.columns[0].name, quote(self.columns[1].name), queries, k, metric)
+
+    def count(self) -> int | None:
+        with connect(self.dsn, autocommit=True) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {self.qualified}").fetchone()[0])
+
+    def drop(self) -> None:
+        with connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {self.qualified}")
 
     def abort(self) -> None:
         if self.conn is not None and not self.conn.closed:
