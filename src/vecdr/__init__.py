@@ -108,12 +108,35 @@ def _as_source(source: Any, embeddings: Any = None) -> Source:
     if isinstance(source, Source):
         return source
     if isinstance(source, str):
+        _text("the source URI", source)
         if embeddings is not None and not source.lower().startswith("faiss:"):
             raise errors.UsageError("embeddings apply only to FAISS sources")
         return open_source(source, **({"embeddings": embeddings} if embeddings is not None else {}))
+    if source is None or isinstance(source, bytes | int | float | os.PathLike | list | tuple | dict):
+        raise errors.UsageError(
+            f"a source is a URI (faiss:PATH, parquet:PATH, …), a FAISS index, a TrackedIndex or a vecdr "
+            f"Source, not {type(source).__name__}"
+        )
     from vecdr.backends.faiss import FaissSource  # a faiss.Index or TrackedIndex object
 
     return FaissSource(source, embeddings=embeddings)
+
+
+def _text(what: str, value: Any) -> str:
+    """``value``, if it is a name that can be stored: a non-empty string of valid UTF-8."""
+    if not isinstance(value, str) or not value.strip():
+        raise errors.UsageError(f"{what} must be a non-empty string, not {value!r}")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise errors.UsageError(f"{what} {value!r} is not valid UTF-8") from None
+    return value
+
+
+def _whole_numbers(**values: Any) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise errors.UsageError(f"{name} must be a whole number, not {value!r}")
 
 
 def snapshot(
@@ -138,6 +161,12 @@ def snapshot(
     source index's answers) kept for drills; default 32 for a new collection, then
     as the previous snapshot did; 0 for none.
     """
+    if collection is not None:
+        _text("the collection name", collection)
+    if isinstance(tags, str) or not isinstance(tags, list | tuple):
+        raise errors.UsageError(f"tags must be a list of names, not {tags!r}")
+    for tag in tags:
+        _text("a tag", tag)
     src = _as_source(source, embeddings)
     try:
         return _snapshot(
@@ -179,6 +208,9 @@ def restore(
     **target_options: Any,
 ) -> RestoreResult:
     """Restore a snapshot into a target URI (``faiss:PATH``, ``parquet:PATH``) or Target."""
+    if not isinstance(target, str | Target):
+        raise errors.UsageError(f"a target is a URI (faiss:PATH, parquet:PATH, …) or a vecdr Target, not "
+                                f"{type(target).__name__}")
     tgt = open_target(target, **target_options) if isinstance(target, str) else target
     return _restore(open_repository(repo), tgt, snapshot, collection=collection, as_of=as_of,
                     force=force, reporter=reporter)
@@ -243,6 +275,8 @@ def forget(
 
     Their objects stay until :func:`prune`. See docs/maintenance.md.
     """
+    _whole_numbers(keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily, keep_weekly=keep_weekly,
+                   keep_monthly=keep_monthly, keep_yearly=keep_yearly)
     within = parse_duration(keep_within) if isinstance(keep_within, str) else keep_within
     retention = Retention(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
                           tuple(keep_tags))

@@ -69,7 +69,17 @@ class ParquetSource(Source):
         )
 
     def ids(self) -> pa.Array:
-        return self.file.read(columns=[self.id_col]).column(0).combine_chunks()
+        return self._valid(self.file.read(columns=[self.id_col]).column(0).combine_chunks(), self.id_col)
+
+    def _valid(self, column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
+        """``column``, once its strings are known to be valid UTF-8: Parquet does not check,
+        and a string that is not would break every reader of the snapshot after it."""
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raise SchemaError(f"{self.path}: column {name!r} holds text that is not valid UTF-8") from None
+        return column
 
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:
         want = vector_type(self.dimension)
@@ -85,11 +95,11 @@ class ParquetSource(Source):
                 vectors = pa.FixedSizeListArray.from_arrays(vectors.flatten(), type=want)
             else:
                 vectors = vectors.cast(want)
-            ids = table.column(self.id_col).combine_chunks()
+            ids = self._valid(table.column(self.id_col).combine_chunks(), self.id_col)
             if ids.null_count:
                 raise SchemaError(f"{self.path}: a row has no id")
             columns = {ID: ids, VECTOR: vectors}
-            columns.update({f.name: table.column(f.name) for f in self.attributes})
+            columns.update({f.name: self._valid(table.column(f.name), f.name) for f in self.attributes})
             yield pa.table(columns)
 
 

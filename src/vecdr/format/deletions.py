@@ -30,6 +30,15 @@ def decode_deletions(data: bytes | memoryview, rows: int) -> np.ndarray:
     data = bytes(data)
     if not data.startswith(_MAGIC):
         raise ValueError("not a deletion vector")
+    # The frame must declare exactly the size its rows need: the decompressor then
+    # stops there, so a crafted frame cannot expand into gigabytes of zeros.
+    expected = 8 + (rows + 7) // 8
+    try:
+        declared = zstandard.frame_content_size(data[len(_MAGIC) :])
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"damaged deletion vector ({exc})") from exc
+    if declared != expected:
+        raise ValueError(f"deletion vector declares {declared} bytes, {rows} rows need {expected}")
     frame = zstandard.ZstdDecompressor().decompressobj()
     try:
         body = frame.decompress(data[len(_MAGIC) :])

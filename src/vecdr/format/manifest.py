@@ -37,7 +37,7 @@ class DeletionRef:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeletionRef:
-        offset, length = d["offset"], d["length"]
+        offset, length = _object(d)["offset"], d["length"]
         if not (_count(offset) and _count(length) and length > 0):
             raise ValueError(f"deletion range {offset!r}+{length!r} is not a byte range")
         return cls(ObjectRef.from_dict(d, "artifacts"), offset, length)
@@ -64,7 +64,7 @@ class SegmentEntry:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SegmentEntry:
-        dels = d.get("deletions")
+        dels = _object(d).get("deletions")
         rows, live = d["rows"], d["live"]
         if not (_count(rows) and _count(live) and live <= rows):
             raise ValueError(f"a segment of {rows!r} rows cannot have {live!r} live")
@@ -166,7 +166,7 @@ class Manifest:
             return manifest
         except LayoutError as exc:
             raise IntegrityError(f"{name}: {exc}; refusing to read it", path=name) from exc
-        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+        except (KeyError, TypeError, ValueError, OSError, pa.ArrowException) as exc:  # OSError: a bad schema
             raise IntegrityError(f"{name}: malformed manifest ({exc!r})", path=name) from exc
 
 

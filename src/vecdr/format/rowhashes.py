@@ -41,5 +41,5 @@ def decode_row_hashes(data: bytes, name: str = "row hashes") -> tuple[pa.Array, 
         start = hashes.offset * ROW_HASH_BYTES
         matrix = raw[start : start + len(hashes) * ROW_HASH_BYTES].reshape(-1, ROW_HASH_BYTES)
         return table.column("id").combine_chunks(), matrix
-    except (pa.ArrowInvalid, KeyError, OSError, ValueError) as exc:
-        raise IntegrityError(f"{name}: unreadable row hashes ({exc})", path=name) from exc
+    except (pa.ArrowException, KeyError, OSError, ValueError, IndexError, TypeError) as exc:
+        raise IntegrityError(f"{name}: unreadable row hashes ({' '.join(str(exc).split())[:300]})", path=name) from exc

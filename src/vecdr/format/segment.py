@@ -198,5 +198,9 @@ def decode_segment(
     """Parse Parquet bytes; a truncated or malformed file is an :class:`IntegrityError`."""
     try:
         return pq.read_table(pa.BufferReader(data), columns=columns)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        raise IntegrityError(f"{name}: not a readable Parquet segment ({exc})", path=name) from exc
+    except (pa.ArrowException, OSError, ValueError) as exc:  # ArrowException: every error Arrow raises on bad bytes
+        raise IntegrityError(f"{name}: not a readable Parquet segment ({_first_line(exc)})", path=name) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

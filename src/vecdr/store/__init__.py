@@ -28,9 +28,20 @@ def open_store(url: str | os.PathLike[str], options: Mapping[str, Any] | None = 
     """
     import fsspec
 
+    if not isinstance(url, str | os.PathLike):
+        raise UsageError(f"a repository is a path or URL, not {type(url).__name__}")
     text = os.fspath(url)
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("the repository path or URL is empty")
     options = dict(options or {})
     if "://" not in text or text.startswith("file://") or text.startswith("local://"):
+        # A local disk takes vecdr's own options only; anything else was meant for
+        # another store, and ignoring it would hide the mistake.
+        concurrency(options, remote=False)
+        retries(options)
+        unknown = sorted(str(k) for k in options if k not in OWN)
+        if unknown:
+            raise UsageError(f"storage option {', '.join(unknown)} does not apply to a local repository")
         _fs, path = fsspec.core.url_to_fs(text)
         return LocalStore(os.path.abspath(path), url=text)
     scheme = text.split("://", 1)[0].lower()

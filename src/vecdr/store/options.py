@@ -42,7 +42,9 @@ OWN = ("concurrency", "retries")
 
 
 def _count(options: Mapping[str, Any], name: str, variable: str, default: int, most: int) -> int:
-    value = options.get(name) or os.environ.get(variable)
+    value = options.get(name)
+    if value is None:  # not `or`: an explicit 0 is a mistake to report, not a default to take
+        value = os.environ.get(variable) or None
     if value is None:
         return default
     try:

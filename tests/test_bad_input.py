@@ -1,0 +1,365 @@
+"""Bad input at scale: one table of bad inputs, each given to the API and to the real
+console script. Each must give a typed vecdr error (the CLI: one ``vecdr: error:``
+line, a status neither 0 nor 70) and leave every repository byte for byte as it was.
+
+The console script runs once per case, several at a time (its start-up dominates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import vecdr
+from vecdr.errors import (
+    CollectionError,
+    DecryptionError,
+    DimensionMismatchError,
+    DuplicateIdError,
+    IntegrityError,
+    KeyRequiredError,
+    LossyIndexError,
+    NonFiniteVectorError,
+    NotARepositoryError,
+    RepositoryExistsError,
+    SchemaError,
+    SnapshotNotFoundError,
+    SourceError,
+    StoreError,
+    TargetExistsError,
+    UnknownSchemeError,
+    UnsupportedFormatError,
+    UsageError,
+    VecdrError,
+    WrongKeyError,
+)
+from vecdr.format.hashing import sha256_hex
+from vecdr.store import keys
+from vecdr.testing.cli import assert_one_line_error, run
+
+D = 8
+KEY = "3c" * 32
+NOT_UTF8 = "\udcff"  # how Python holds the byte 0xff of a command line or file name
+
+
+@dataclass(frozen=True)
+class World:
+    """A folder with a plain repository (``repo``: one snapshot, tag ``base``, with a
+    native blob), an encrypted one (``enc``) and source files."""
+
+    root: Path
+
+    def __getattr__(self, name: str) -> str:
+        return str(self.root / name.replace("_", "."))
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "repo" / json.loads(self.commit.read_bytes())["manifest"]["key"]
+
+    @property
+    def commit(self) -> Path:
+        return next((self.root / "repo" / "commits").iterdir())
+
+    def doc(self) -> dict[str, Any]:
+        return dict(json.loads(self.manifest.read_bytes()))
+
+    def object(self, kind: str) -> Path:
+        doc = self.doc()
+        key = doc["segments"][0]["object"]["key"] if kind == "segment" else doc["artifacts"][kind]["key"]
+        return self.root / "repo" / key
+
+    def rewrite_manifest(self, edit: Callable[[dict[str, Any]], None]) -> None:
+        """Edit the manifest and make the commit record's hash agree (so only the edit is wrong)."""
+        doc = self.doc()
+        edit(doc)
+        data = json.dumps(doc).encode()
+        self.manifest.write_bytes(data)
+        record = json.loads(self.commit.read_bytes())
+        record["manifest"].update(sha256=sha256_hex(data), size=len(data))
+        self.commit.write_bytes(json.dumps(record).encode())
+
+
+def _vectors(n: int, d: int) -> pa.Array:
+    flat = np.random.default_rng(n + d).standard_normal(n * d).astype(np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), d)
+
+
+def _flat(n: int, d: int = D, nan: bool = False) -> faiss.Index:
+    vectors = np.random.default_rng(n).standard_normal((n, d)).astype(np.float32)
+    if nan:
+        vectors[3, 1] = np.nan
+    index = faiss.IndexIDMap2(faiss.IndexFlatL2(d))
+    index.add_with_ids(vectors, np.arange(n))
+    return index
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template")
+    faiss.write_index(_flat(300), str(root / "live.faiss"))
+    vecdr.snapshot(vecdr.init(root / "repo"), f"faiss:{root / 'live.faiss'}", tags=["base"], with_index=True)
+    encrypted = vecdr.init(root / "enc", encrypt=True, key=KEY)
+    vecdr.snapshot(encrypted, _flat(200), collection="live")
+    faiss.write_index(_flat(50, nan=True), str(root / "nan.faiss"))
+    faiss.write_index(_flat(50, d=4), str(root / "narrow.faiss"))
+    lossy = faiss.index_factory(D, "PQ2x4")
+    lossy.train(np.random.default_rng(1).standard_normal((300, D)).astype(np.float32))
+    lossy.add(np.random.default_rng(2).standard_normal((300, D)).astype(np.float32))
+    faiss.write_index(lossy, str(root / "lossy.faiss"))
+    (root / "random.bin").write_bytes(np.random.default_rng(3).bytes(4096))
+    (root / "empty.bin").write_bytes(b"")
+    ids = pa.array([1, 2], pa.int64())
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "vector": pa.array([], pa.list_(pa.float32()))}),
+                   root / "norows.parquet")
+    pq.write_table(pa.table({"id": ids, "vector": pa.array([[], []], pa.list_(pa.float32()))}), root / "zero.parquet")
+    pq.write_table(pa.table({"id": ids, "vector": _vectors(2, 70_000)}), root / "huge.parquet")
+    not_utf8 = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(np.array([0, 1, 2], np.int32).tobytes()),
+                                                      pa.py_buffer(b"\xff\xfe")])
+    pq.write_table(pa.table({"id": not_utf8, "vector": _vectors(2, D)}), root / "notutf8.parquet")
+    pq.write_table(pa.table({"id": pa.array([b"a", b"b"]), "vector": _vectors(2, D)}), root / "binary.parquet")
+    pq.write_table(pa.table({"id": pa.array([7, 7], pa.int64()), "vector": _vectors(2, D)}), root / "dup.parquet")
+    return root
+
+
+def _future(doc: dict[str, Any]) -> None:
+    doc["format"] = 99
+
+
+def _config(world: World, edit: Callable[[dict[str, Any]], None]) -> None:
+    path = world.root / "repo" / "config.json"
+    doc = json.loads(path.read_bytes())
+    edit(doc)
+    path.write_bytes(json.dumps(doc).encode())
+
+
+def _random(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(4).bytes(max(64, path.stat().st_size)))
+
+
+def _flip_encrypted_segment(world: World) -> None:
+    segment = next((world.root / "enc" / "segments").rglob("*.parquet"))
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 1
+    segment.write_bytes(bytes(data))
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    error: type[VecdrError]
+    #: The call through the API (None: the API cannot be given this input).
+    api: Callable[[World], Any] | None
+    #: The console script's arguments (None: the command line cannot express it).
+    cli: Callable[[World], list[str]] | None
+    damage: Callable[[World], None] = lambda world: None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def restore(world: World, **kw: Any) -> Any:
+    return vecdr.restore(world.repo, f"faiss:{world.root / 'out.faiss'}", **kw)
+
+
+CASES = [
+    # -- repository URIs and storage options
+    Case("repo-missing", NotARepositoryError, lambda w: vecdr.snapshots(w.nope), lambda w: ["snapshots", w.nope]),
+    Case("repo-is-a-file", NotARepositoryError, lambda w: vecdr.snapshots(w.live_faiss),
+         lambda w: ["snapshots", w.live_faiss]),
+    Case("repo-empty-string", UsageError, lambda w: vecdr.snapshots(""), lambda w: ["snapshots", ""]),
+    Case("repo-not-utf8", NotARepositoryError, lambda w: vecdr.snapshots(w.root / NOT_UTF8),
+         lambda w: ["snapshots", str(w.root / NOT_UTF8)]),
+    Case("repo-unknown-scheme", StoreError, lambda w: vecdr.snapshots("nosuch://bucket/x"),
+         lambda w: ["snapshots", "nosuch://bucket/x"]),
+    Case("repo-s3-without-bucket", UsageError, lambda w: vecdr.snapshots("s3://"), lambda w: ["snapshots", "s3://"]),
+    Case("repo-wrong-type", UsageError, lambda w: vecdr.snapshots(42), None),  # type: ignore[arg-type]
+    Case("storage-option-zero-concurrency", UsageError, lambda w: vecdr.open_repository(w.repo, {"concurrency": 0}),
+         lambda w: ["--concurrency", "0", "snapshots", w.repo]),
+    Case("storage-option-bad-sse", UsageError, lambda w: vecdr.open_repository("s3://b/p", {"sse": "rot13"}),
+         lambda w: ["--sse", "rot13", "snapshots", "s3://b/p"]),
+    Case("storage-option-for-another-store", UsageError,
+         lambda w: vecdr.open_repository(w.repo, {"endpoint_url": "http://x"}), None),
+    # -- sources
+    Case("source-without-scheme", UnknownSchemeError, lambda w: vecdr.snapshot(w.repo, w.live_faiss),
+         lambda w: ["snapshot", w.repo, w.live_faiss]),
+    Case("source-unknown-scheme", UnknownSchemeError, lambda w: vecdr.snapshot(w.repo, "annoy:x.ann"),
+         lambda w: ["snapshot", w.repo, "annoy:x.ann"]),
+    Case("source-missing-file", SourceError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.missing_faiss}"),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.missing_faiss}"]),
+    Case("source-random-bytes", SourceError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.random_bin}"),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.random_bin}"]),
+    Case("source-empty-file", SourceError, lambda w: vecdr.snapshot(w.repo, f"parquet:{w.empty_bin}"),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.empty_bin}"]),
+    Case("source-without-rows", SchemaError, lambda w: vecdr.snapshot(w.repo, f"parquet:{w.norows_parquet}"),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.norows_parquet}"]),
+    Case("source-zero-dimension", SchemaError, lambda w: vecdr.snapshot(w.repo, f"parquet:{w.zero_parquet}"),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.zero_parquet}"]),
+    Case("source-huge-dimension", SchemaError, lambda w: vecdr.snapshot(w.repo, f"parquet:{w.huge_parquet}"),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.huge_parquet}"]),
+    Case("source-ids-not-utf8", SchemaError, lambda w: vecdr.snapshot(w.repo, f"parquet:{w.notutf8_parquet}"),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.notutf8_parquet}"]),
+    Case("source-binary-ids", SchemaError, lambda w: vecdr.snapshot(w.repo, f"parquet:{w.binary_parquet}"),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.binary_parquet}"]),
+    Case("source-duplicate-ids", DuplicateIdError, lambda w: vecdr.snapshot(w.repo, f"parquet:{w.dup_parquet}"),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.dup_parquet}"]),
+    Case("source-nan-vector", NonFiniteVectorError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.nan_faiss}"),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.nan_faiss}"]),
+    Case("source-other-dimension", DimensionMismatchError,
+         lambda w: vecdr.snapshot(w.repo, f"faiss:{w.narrow_faiss}", collection="live"),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.narrow_faiss}", "--collection", "live"]),
+    Case("source-lossy-without-embeddings", LossyIndexError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.lossy_faiss}"),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.lossy_faiss}"]),
+    Case("source-wrong-type", UsageError, lambda w: vecdr.snapshot(w.repo, 42), None),
+    Case("collection-not-utf8", UsageError,
+         lambda w: vecdr.snapshot(w.repo, f"faiss:{w.live_faiss}", collection=NOT_UTF8),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.live_faiss}", "--collection", NOT_UTF8]),
+    Case("tag-empty", UsageError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.live_faiss}", tags=[""]),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.live_faiss}", "--tag", ""]),
+    Case("tags-a-string", UsageError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.live_faiss}", tags="nightly"), None),
+    Case("mode-unknown", UsageError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.live_faiss}", mode="sometimes"),
+         lambda w: ["snapshot", w.repo, f"faiss:{w.live_faiss}", "--mode", "sometimes"]),
+    Case("embeddings-for-parquet", UsageError,
+         lambda w: vecdr.snapshot(w.repo, f"parquet:{w.dup_parquet}", embeddings=w.random_bin),
+         lambda w: ["snapshot", w.repo, f"parquet:{w.dup_parquet}", "--embeddings", w.random_bin]),
+    # -- snapshot references and restore targets
+    Case("snapshot-unknown", SnapshotNotFoundError, lambda w: restore(w, snapshot="nosuch"),
+         lambda w: ["restore", w.repo, "nosuch", f"faiss:{w.out_faiss}"]),
+    Case("collection-unknown", CollectionError, lambda w: vecdr.snapshots(w.repo, "nosuch"),
+         lambda w: ["snapshots", w.repo, "--collection", "nosuch"]),
+    Case("as-of-not-a-time", SnapshotNotFoundError, lambda w: restore(w, snapshot=None, as_of="last tuesday"),
+         lambda w: ["restore", w.repo, f"faiss:{w.out_faiss}", "--as-of", "last tuesday"]),
+    Case("snapshot-and-as-of", UsageError, lambda w: restore(w, snapshot="base", as_of="2020-01-01"),
+         lambda w: ["restore", w.repo, "base", f"faiss:{w.out_faiss}", "--as-of", "2020-01-01"]),
+    Case("target-unknown-scheme", UnknownSchemeError, lambda w: vecdr.restore(w.repo, "annoy:x.ann"),
+         lambda w: ["restore", w.repo, "latest", "annoy:x.ann"]),
+    Case("target-exists", TargetExistsError, lambda w: vecdr.restore(w.repo, f"faiss:{w.live_faiss}"),
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.live_faiss}"]),
+    Case("target-unknown-option", UsageError, lambda w: vecdr.restore(w.repo, f"faiss:{w.out_faiss}?speed=max"),
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}?speed=max"]),
+    Case("target-bad-factory", SchemaError, lambda w: restore(w, factory="NoSuchIndex"),
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}", "--index-factory", "NoSuchIndex"]),
+    Case("target-bad-gpu-mode", UsageError, lambda w: restore(w, gpu="sometimes"),
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}", "--gpu", "sometimes"]),
+    Case("target-wrong-type", UsageError, lambda w: vecdr.restore(w.repo, 3.5), None),
+    # -- retention
+    Case("keep-last-negative", UsageError, lambda w: vecdr.forget(w.repo, keep_last=-1),
+         lambda w: ["forget", w.repo, "--keep-last", "-1"]),
+    Case("keep-last-not-a-number", UsageError, lambda w: vecdr.forget(w.repo, keep_last="3"),
+         lambda w: ["forget", w.repo, "--keep-last", "three"]),
+    Case("keep-within-not-a-duration", UsageError, lambda w: vecdr.forget(w.repo, keep_within="7x"),
+         lambda w: ["forget", w.repo, "--keep-within", "7x"]),
+    Case("forget-without-policy", UsageError, lambda w: vecdr.forget(w.repo), lambda w: ["forget", w.repo]),
+    Case("grace-not-a-duration", UsageError, lambda w: vecdr.prune(w.repo, grace="soon"),
+         lambda w: ["prune", w.repo, "--grace", "soon"]),
+    # -- damaged repositories
+    Case("manifest-random-bytes", IntegrityError, restore,
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}"],
+         damage=lambda w: _random(w.manifest)),
+    Case("manifest-from-the-future", UnsupportedFormatError, restore,
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}"], damage=lambda w: w.rewrite_manifest(_future)),
+    Case("manifest-names-a-path-outside", IntegrityError, restore,
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}"],
+         damage=lambda w: w.rewrite_manifest(lambda doc: doc["segments"][0]["object"].update(key="../../x.parquet"))),
+    Case("commit-random-bytes", IntegrityError, restore,
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}"], damage=lambda w: _random(w.commit)),
+    Case("segment-random-bytes", IntegrityError, lambda w: vecdr.export(w.repo, "latest", w.out_parquet),
+         lambda w: ["export", w.repo, "latest", w.out_parquet], damage=lambda w: _random(w.object("segment"))),
+    Case("native-blob-random-bytes", IntegrityError, restore,
+         lambda w: ["restore", w.repo, "latest", f"faiss:{w.out_faiss}"],
+         damage=lambda w: _random(w.object("native_index"))),
+    Case("segment-missing", IntegrityError, lambda w: vecdr.export(w.repo, "latest", w.out_parquet),
+         lambda w: ["export", w.repo, "latest", w.out_parquet], damage=lambda w: w.object("segment").unlink()),
+    Case("config-random-bytes", IntegrityError, lambda w: vecdr.snapshots(w.repo), lambda w: ["snapshots", w.repo],
+         damage=lambda w: _random(w.root / "repo" / "config.json")),
+    Case("config-from-the-future", UnsupportedFormatError, lambda w: vecdr.snapshots(w.repo),
+         lambda w: ["snapshots", w.repo], damage=lambda w: _config(w, _future)),
+    Case("config-requires-a-new-feature", UnsupportedFormatError, lambda w: vecdr.snapshots(w.repo),
+         lambda w: ["snapshots", w.repo], damage=lambda w: _config(w, lambda doc: doc.update(requires=["sharding"]))),
+    Case("init-where-a-repository-is", RepositoryExistsError, lambda w: vecdr.init(w.repo), lambda w: ["init", w.repo]),
+    # -- keys
+    Case("encrypted-without-key", KeyRequiredError, lambda w: vecdr.snapshots(w.enc), lambda w: ["snapshots", w.enc]),
+    Case("encrypted-wrong-key", WrongKeyError, lambda w: vecdr.snapshots(w.enc, ), lambda w: ["snapshots", w.enc],
+         env={keys.KEY_ENV: "00" * 32}),
+    Case("encrypted-tampered-segment", DecryptionError, lambda w: vecdr.export(w.enc, "latest", w.out_parquet),
+         lambda w: ["export", w.enc, "latest", w.out_parquet], damage=_flip_encrypted_segment,
+         env={keys.KEY_ENV: KEY}),
+    Case("encrypt-without-key", KeyRequiredError, lambda w: vecdr.init(w.new, encrypt=True),
+         lambda w: ["init", "--encrypt", w.new]),
+    Case("key-for-a-plain-repository", UsageError, lambda w: vecdr.snapshots(w.repo), lambda w: ["snapshots", w.repo],
+         env={keys.PASSWORD_ENV: "hunter2"}),
+]
+
+
+def _world(template: Path, root: Path, case: Case) -> World:
+    shutil.copytree(template, root)
+    world = World(root)
+    case.damage(world)
+    return world
+
+
+def listing(world: World) -> dict[str, str]:
+    """Every file of the world (both repositories and the sources) and the sha256 of its bytes."""
+    return {
+        str(p.relative_to(world.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(world.root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_the_table_is_large_and_covers_both_ways_in() -> None:
+    assert len({c.id for c in CASES}) == len(CASES) >= 30
+    assert sum(c.api is not None and c.cli is not None for c in CASES) >= 30
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.api is not None], ids=lambda c: c.id)
+def test_the_api_raises_a_typed_error_and_changes_nothing(
+    case: Case, template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (keys.KEY_ENV, keys.PASSWORD_ENV, "VECDR_REPOSITORY", "VECDR_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
+    world = _world(template, tmp_path / "w", case)
+    before = listing(world)
+    assert case.api is not None
+    with pytest.raises(case.error) as caught:
+        case.api(world)
+    assert isinstance(caught.value, VecdrError)
+    assert "\n" not in str(caught.value)
+    assert listing(world) == before
+
+
+@pytest.fixture(scope="module")
+def cli_results(template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every case with a command line, run through the console script, a few at once:
+    ``{case id: (the finished process, whether the world is unchanged)}``."""
+    work = tmp_path_factory.mktemp("cli")
+    worlds = {c.id: _world(template, work / c.id, c) for c in CASES if c.cli is not None}
+    before = {name: listing(world) for name, world in worlds.items()}
+
+    def one(case: Case) -> subprocess.CompletedProcess[str]:
+        assert case.cli is not None
+        return run(*case.cli(worlds[case.id]), env=case.env)
+
+    with ThreadPoolExecutor(4) as pool:
+        procs = dict(zip(worlds, pool.map(one, [c for c in CASES if c.cli is not None]), strict=True))
+    return {name: (procs[name], listing(worlds[name]) == before[name]) for name in worlds}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.cli is not None], ids=lambda c: c.id)
+def test_the_console_script_prints_one_line_and_changes_nothing(case: Case, cli_results: dict[str, Any]) -> None:
+    proc, unchanged = cli_results[case.id]
+    assert_one_line_error(proc)
+    assert proc.returncode == (2 if issubclass(case.error, UsageError) else 1), proc.stderr
+    assert unchanged
