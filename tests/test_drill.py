@@ -278,14 +278,20 @@ target = "faiss:{tmp_path / 'recs.faiss'}"
 # -- pgvector -------------------------------------------------------------------------------
 
 
-def test_a_pgvector_drill_uses_a_scratch_table_beside_the_source(pg: Any, repo: vecdr.Repository) -> None:
+@pytest.mark.parametrize("id_type", ["bigint", "uuid"])
+def test_a_pgvector_drill_uses_a_scratch_table_beside_the_source(id_type: str, pg: Any, repo: vecdr.Repository) -> None:
+    import uuid
+
     from vecdr.backends.pgvector.search import vector_literal
 
+    def key(i: int) -> object:
+        return i if id_type == "bigint" else str(uuid.UUID(int=i * 7919 + 1))
+
     with pg.connect() as conn:
-        conn.execute(f"CREATE TABLE items (id bigint PRIMARY KEY, embedding vector({D}) NOT NULL)")
+        conn.execute(f"CREATE TABLE items (id {id_type} PRIMARY KEY, embedding vector({D}) NOT NULL)")
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO items VALUES (%s, %s::vector)",
-                            [(i, vector_literal(DATA[i])) for i in range(1500)])
+            cur.executemany(f"INSERT INTO items VALUES (%s::{id_type}, %s::vector)",
+                            [(key(i), vector_literal(DATA[i])) for i in range(1500)])
         conn.execute("CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops) "
                      "WITH (m = 8, ef_construction = 32)")
     snap = vecdr.snapshot(repo, pg.uri("items"))

@@ -30,7 +30,9 @@ def nearest(
     """The ``k`` nearest ids to each query, as the table's index finds them."""
     op = OPERATOR.get(metric, "<->")
     sql = f"SELECT {quote(id_column)} FROM {table} ORDER BY {vector_expr} {op} %s::vector LIMIT {int(k)}"
-    return [[r[0] for r in conn.execute(sql, (vector_literal(q),)).fetchall()] for q in queries]
+    # Ids as the snapshot stores them: integers, or text (a uuid's canonical text form).
+    return [[r[0] if isinstance(r[0], int | str) else str(r[0]) for r in conn.execute(sql, (vector_literal(q),))]
+            for q in queries]
 
 
 def sample_vectors(conn: psycopg.Connection[Any], table: str, id_column: str, vector_expr: str, n: int,
