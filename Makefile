@@ -29,10 +29,12 @@ reliability: $(STAMP)
 	$(BIN)/python -m pytest -q -m fault --reliability=reliability-report.md
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks rebuild
+	$(BIN)/python -m benchmarks core
 
 bench-quick: $(STAMP)
-	$(BIN)/python benchmarks/run.py --quick
+	$(BIN)/python -m benchmarks rebuild --quick
+	$(BIN)/python -m benchmarks core --quick
 
 # The documentation site (mkdocs.yml) into site/. Strict: a broken link or anchor, or a
 # page missing from the nav, fails the build. The CLI reference is generated from the CLI.
