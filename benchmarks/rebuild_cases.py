@@ -237,6 +237,9 @@ class FaissCase(Case):
 
         built, (index, phases) = measured(build)
         built["phases"] = phases
+        # index_factory turns on polysemous training for 8-bit PQ: most of an IVF-PQ train, which a restore
+        # with the kept trained state skips.
+        built["polysemous_training"] = bool(getattr(index, "do_polysemous_training", False))
         path = self.work / f"{self.name}.faiss"
 
         def write() -> None:

@@ -141,10 +141,10 @@ def plot_phases(doc: dict[str, Any], path: Path) -> None:
     handles: dict[str, Any] = {}
     for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
         handles.setdefault(label, h)
-    ax.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.8 / len(bars) - 0.02),
-              ncol=5, fontsize="small", frameon=False)
     ax.set_title("Where each restore's time goes")
     fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5,
+               fontsize="small", frameon=False)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -184,10 +184,10 @@ def plot_ratios(doc: dict[str, Any], path: Path) -> None:
     handles: dict[str, Any] = {}
     for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
         handles.setdefault(label, h)
-    ax.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.9 / len(rows) - 0.03),
-              ncol=3, fontsize="small", frameon=False)
     ax.set_title("vecdr restore against each baseline")
     fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
+               fontsize="small", frameon=False)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
