@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -345,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"work folder {work}; rows {args.rows}, dims {args.dims}, {args.indexes}, {args.backends}, {args.stores}")
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     doc: dict[str, Any] = {}
     try:
         with servers(args.backends, args.stores, work, args.keep) as started:
@@ -359,26 +361,41 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"-- {case.name}: {case.spec()}")
                 try:
                     results.append(run_case(case, stores, args.stores, repeats_for(args, n)))
+                except Exception as exc:  # noqa: BLE001  (one failed case must not cost the rest of a long sweep)
+                    failed.append(failure(backend, index, n, d, exc))
+                    log(f"{case.name} FAILED: {failed[-1]['error']}")
                 finally:
-                    case.close()
-                doc = document(record, argv, args, config, results, skipped)
+                    try:
+                        case.close()
+                    except Exception as exc:  # noqa: BLE001
+                        log(f"{case.name}: cleaning up failed: {exc}")
+                doc = document(record, argv, args, config, results, skipped, failed)
                 write_results(doc, out_json)  # after every case: a cut-off run keeps what it measured
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    doc = document(record, argv, args, config, results, skipped)
+    doc = document(record, argv, args, config, results, skipped, failed)
     write_results(doc, out_json)
     for path in [out_json, *write_report(doc, args.out)]:
         log(f"wrote {path}")
-    print(f"{len(results)} cases, {len(skipped)} skipped, {doc['wall_seconds']:.0f}s wall; results: {args.out}")
-    return 0
+    print(f"{len(results)} cases, {len(skipped)} skipped, {len(failed)} failed, {doc['wall_seconds']:.0f}s wall; "
+          f"results: {args.out}")
+    return 1 if failed else 0
+
+
+def failure(backend: str, index: str, n: int, d: int, exc: BaseException) -> dict[str, Any]:
+    lines = traceback.format_exception(exc)
+    return {"backend": backend, "index": index, "rows": n, "dim": d,
+            "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            "traceback": "".join(lines)[-4000:]}
 
 
 def document(record: RunRecord, argv: list[str] | None, args: argparse.Namespace, config: dict[str, Any],
-             results: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> dict[str, Any]:
+             results: list[dict[str, Any]], skipped: list[dict[str, Any]],
+             failed: list[dict[str, Any]]) -> dict[str, Any]:
     # The sweep measures and asserts nothing: no figure has a target (the ratios are in `summary`).
     doc = record.document("vecdr rebuild sweep", argv, args.out / "rebuild.json", config, {},
-                          {"runs": results, "skipped": skipped})
+                          {"runs": results, "skipped": skipped, "failed": failed})
     doc["all_pass"] = None
     doc["summary"] = [summary_row(c) for c in results]
     return doc

@@ -305,6 +305,11 @@ def markdown(doc: dict[str, Any]) -> str:
         for s in skipped:
             reasons.setdefault(s["reason"], []).append(f"{s['backend']} {s['index']} {_count(s['rows'])}x{s['dim']}")
         lines += ["Not measured:", ""] + [f"- {', '.join(v)}: {k}" for k, v in reasons.items()] + [""]
+    failed = doc["cases"].get("failed") or []
+    if failed:
+        lines += ["**Failed** (see `cases.failed` in rebuild.json for the traceback):", ""]
+        lines += [f"- {f['backend']} {f['index']} {_count(f['rows'])}x{f['dim']}: `{f['error']}`" for f in failed]
+        lines += [""]
     lines += [
         "## Figures",
         "",

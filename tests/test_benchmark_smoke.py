@@ -71,6 +71,7 @@ def test_rebuild_quick_restores_every_case_and_writes_the_report(tmp_path: Path)
     doc = json.loads((out / "rebuild.json").read_text())
     assert doc["benchmark"] == "vecdr rebuild sweep" and doc["config"]["quick"]
     assert len(doc["machine"]["loadavg_start"]) == 3
+    assert doc["cases"]["failed"] == []
     runs = doc["cases"]["runs"]
     assert {(r["backend"], r["index"], r["rows"]) for r in runs} == {
         ("faiss", "flat", 2000), ("faiss", "hnsw", 2000), ("faiss", "flat", 5000), ("faiss", "hnsw", 5000),
