@@ -92,13 +92,10 @@ def given(key: bytes | str | None, password: str | None, environ: Mapping[str, s
 def ask(url: str, creating: bool) -> Secret:
     """The passphrase from the terminal prompt; :class:`KeyRequiredError` where there is none."""
     if passphrase_prompt is None:
-        verb = "create" if creating else "open"
-        raise KeyRequiredError(
-            f"{url} is encrypted: set {PASSWORD_ENV} (a passphrase) or {KEY_ENV} (64 hex digits) to {verb} it"
-            if not creating
-            else f"an encrypted repository needs a key: set {PASSWORD_ENV} (a passphrase) or {KEY_ENV} "
-            "(64 hex digits), or run on a terminal to be asked for a passphrase"
-        )
+        ways = f"set {PASSWORD_ENV} (a passphrase) or {KEY_ENV} (64 hex digits)"
+        if creating:
+            raise KeyRequiredError(f"an encrypted repository needs a key: {ways}, or run on a terminal to be asked")
+        raise KeyRequiredError(f"{url} is encrypted: {ways} to open it")
     question = f"passphrase for {'the new repository at ' if creating else ''}{url}: "
     return Secret(passphrase=_passphrase(passphrase_prompt(question, creating), "the prompt"), source="the prompt")
 
