@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -152,3 +153,31 @@ def test_a_tracked_snapshot_holds_only_the_changed_rows_of_the_previous_one(
     assert (result.mode, result.changed, result.deleted, result.added) == ("tracked", 4, 6, 2)
     assert max(loaded) == 10  # the 4 overwritten and 6 removed rows, not all 3,000
     assert_same_rows(faiss_rows(vecdr.restore_index(repo)), faiss_rows(index.index))
+
+
+def test_string_ids_that_are_not_utf8_are_refused_before_anything_is_committed(repo: vecdr.Repository) -> None:
+    import pyarrow as pa
+
+    from vecdr.backends.base import Source, SourceInfo
+    from vecdr.errors import SchemaError
+    from vecdr.format.segment import vectors_to_arrow
+
+    # Arrow does not check the bytes of a string array built from buffers; a source may hand such ids over.
+    offsets = pa.py_buffer(np.array([0, 2, 4], np.int32).tobytes())
+    ids = pa.StringArray.from_buffers(2, offsets, pa.py_buffer(b"ok\xff\xfe"))
+
+    class RawSource(Source):
+        backend = "raw"
+
+        def info(self) -> SourceInfo:
+            return SourceInfo("raw", D, "string")
+
+        def ids(self) -> pa.Array:
+            return ids
+
+        def scan(self, batch_rows: int) -> Any:
+            yield pa.table({"id": ids, "vector": vectors_to_arrow(vectors(2, 1))})
+
+    with pytest.raises(SchemaError, match="not valid UTF-8"):
+        vecdr.snapshot(repo, RawSource("raw:"))
+    assert repo.commits() == []

@@ -123,11 +123,6 @@ class RestoreSpec:
     rows: int
     #: Fetches (and hash-checks) a kept artifact by name; ``None`` if the snapshot has none.
     artifact: Callable[[str], bytes | None] = field(default=lambda name: None, repr=False)
-    #: A local file holding a kept artifact and a function that hash-checks it (raising
-    #: IntegrityError), so a target can load it in place while it is checked; or None.
-    artifact_file: Callable[[str], tuple[str, Callable[[], None]] | None] = field(
-        default=lambda name: None, repr=False
-    )
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -78,13 +77,6 @@ def restore(
         ref = manifest.artifacts.get(name)
         return repo.get(ref) if ref is not None else None
 
-    def artifact_file(name: str) -> tuple[str, Callable[[], None]] | None:
-        ref = manifest.artifacts.get(name)
-        path = repo.store.local_path(ref.key) if ref is not None else None
-        if ref is None or path is None:
-            return None
-        return path, lambda: repo.get_buffer(ref)  # maps and hash-checks the same file
-
     spec = RestoreSpec(
         collection=manifest.collection,
         snapshot=manifest.snapshot,
@@ -94,7 +86,6 @@ def restore(
         index=manifest.index,
         rows=manifest.rows,
         artifact=artifact,
-        artifact_file=artifact_file,
         options={"warn": reporter.warn},
     )
     phases: dict[str, float] = {}

@@ -94,6 +94,11 @@ def _check_batch(batch: pa.Table, info: SourceInfo, allow_nonfinite: bool) -> np
     if width != info.dimension:
         raise DimensionMismatchError(f"rows have dimension {width}, source said {info.dimension}")
     vectors = vectors_from_arrow(batch.column("vector"), info.dimension)
+    if info.id_type == "string":
+        try:
+            batch.column("id").validate(full=True)  # Arrow strings must be UTF-8; a source may not have checked
+        except pa.ArrowInvalid as exc:
+            raise SchemaError(f"an id is not valid UTF-8 text ({exc})") from None
     # A row's sum is finite when all its values are; rows whose sum is not (NaN, Inf,
     # or a finite overflow) are checked exactly. One BLAS pass instead of a mask.
     with np.errstate(over="ignore", invalid="ignore"):
