@@ -48,6 +48,7 @@ from rebuild_cases import (  # noqa: E402
     BACKENDS,
     INDEX_TYPES,
     OPCLASS,
+    PG_BUILD_SETTINGS,
     STORES,
     TABLE,
     Case,
@@ -230,7 +231,10 @@ def config_of(args: argparse.Namespace, work: Path, started: dict[str, Any]) -> 
         "rows": args.rows, "dims": args.dims, "indexes": args.indexes, "backends": args.backends,
         "stores": args.stores, "quick": args.quick, "seed": args.seed,
         "repeats": args.repeats or "2 below 50,000 rows, else 1",
-        "pg_dump_max_rows": args.pg_dump_max_rows, "pgvector_max_rows": args.pgvector_max_rows,
+        "pg_dump_max_rows": args.pg_dump_max_rows,
+        "pg_index_build_settings": "COPY + CREATE INDEX and pg_restore (through PGOPTIONS) both run with "
+                                   + ", ".join(f"{k} = {v}" for k, v in PG_BUILD_SETTINGS.items())
+                                   + ", what vecdr's restore sets", "pgvector_max_rows": args.pgvector_max_rows,
         "milvus_max_rows": args.milvus_max_rows,
         "data": "numpy default_rng(seed).standard_normal((rows, dim), float32), rows L2-normalized; "
                 "each N is the first N rows of the largest",
