@@ -283,10 +283,11 @@ def markdown(doc: dict[str, Any]) -> str:
         "into an in-memory index; `faiss.write_index` (+ fsync) and `faiss.read_index` of the built index are "
         "the native-file alternative, which has no portability across versions or engines. IVF restores reuse "
         "the trained state (centroids, codebooks) kept with the snapshot and only add.",
-        "- **pgvector**: the table loaded by binary COPY with its index built after (1GB "
-        "`maintenance_work_mem`, one parallel worker, as vecdr sets it), and `pg_dump -Fc` / `pg_restore` into a "
-        "new database with the server's defaults, as a user would run them. Every restored table is checked "
-        "against the source (rows, id sum, each vector's text hash, index definitions).",
+        "- **pgvector**: the table loaded by binary COPY with its index built after, and `pg_dump -Fc` / "
+        "`pg_restore` into a new database; both with the index-build settings vecdr's restore uses (1GB "
+        "`maintenance_work_mem`, one parallel worker), so the comparison is of formats and loading, not memory. "
+        "Every restored table is checked against the source (rows, id sum, each vector's text hash, index "
+        "definitions).",
         "- **Milvus**: Milvus Lite served in its own process, reached over gRPC; the baseline is the naive "
         "restore (rows converted with `.tolist()`, inserted 1,000 at a time, flush, the same index, load).",
         "",
