@@ -131,6 +131,7 @@ class TestMilvusLiteFile(BackendTests):
         return make
 
 
+@pytest.mark.slow  # the same suite as above through another transport; the server path is tested below too
 @pytest.mark.filterwarnings("ignore:.*returned no read timestamp")
 class TestMilvusServer(BackendTests):
     """``milvus://host:port``: a Milvus Lite server in another process."""
@@ -261,7 +262,9 @@ def test_schema_and_rows_round_trip_every_type(repo: vecdr.Repository, lite_db: 
     assert not [c for c in lite_client.list_collections() if "_vecdr_" in c]
 
 
-def test_varchar_keys_page_in_order_with_awkward_strings(lite_db: str, lite_client: MilvusClient) -> None:
+def test_varchar_keys_page_in_order_with_awkward_strings(
+    repo: vecdr.Repository, lite_db: str, lite_client: MilvusClient
+) -> None:
     name = unique("strs")
     create_plain(lite_client, name, 3, pk="VARCHAR")
     keys = [f'k"{i:03d}\\x' for i in range(40)] + ["é", "", "a b", "'single'"]
@@ -277,6 +280,11 @@ def test_varchar_keys_page_in_order_with_awkward_strings(lite_db: str, lite_clie
         assert sorted(source.ids().to_pylist()) == sorted(keys)
     finally:
         source.close()
+    vecdr.snapshot(repo, f"milvus:{lite_db}?collection={name}")
+    restored = unique("strs_copy")
+    vecdr.restore(repo, f"milvus:{lite_db}?collection={restored}", "latest")
+    assert describe_plain(lite_client, restored) == describe_plain(lite_client, name)
+    assert all_rows(lite_client, restored) == all_rows(lite_client, name)
 
 
 def test_vector_option_picks_the_vector_and_keeps_the_other(

@@ -23,12 +23,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pymilvus import DataType, MilvusClient
 
 from vecdr.backends.base import RestoreSpec, Target
 from vecdr.backends.milvus import wire
 from vecdr.backends.milvus.client import check, connect, failure, quiet, server_version, stub
 from vecdr.backends.milvus.schema import DEFAULT_PARTITION, Collection, IndexSpec, check_name, foreign
-from vecdr.backends.milvus.types import DYNAMIC, PARTITION, FieldSpec
+from vecdr.backends.milvus.types import CODES, DYNAMIC, PARTITION, FieldSpec
 from vecdr.backends.milvus.uri import endpoint
 from vecdr.errors import (
     DimensionMismatchError,
@@ -200,8 +201,6 @@ class MilvusTarget(Target):
         return replace(layout, fields=fields, vector=renames.get(layout.vector, layout.vector), indexes=indexes)
 
     def _create(self, c: Collection) -> None:
-        from pymilvus import DataType, MilvusClient
-
         schema = MilvusClient.create_schema(
             auto_id=c.primary.auto_id, enable_dynamic_field=c.dynamic, description=c.description
         )
@@ -390,13 +389,11 @@ class MilvusTarget(Target):
 
 
 def _field_options(f: FieldSpec) -> dict[str, Any]:
-    from pymilvus import DataType
-
     options: dict[str, Any] = dict(f.params)
     if f.is_primary:
         options["is_primary"] = True
     if f.element_type:
-        options["element_type"] = DataType(_code(f.element_type))
+        options["element_type"] = DataType(CODES[f.element_type])
     for key in ("nullable", "is_partition_key", "is_clustering_key"):
         if getattr(f, key):
             options[key] = True
@@ -405,12 +402,6 @@ def _field_options(f: FieldSpec) -> dict[str, Any]:
     if f.description:
         options["description"] = f.description
     return options
-
-
-def _code(type_name: str) -> int:
-    from vecdr.backends.milvus.types import CODES
-
-    return CODES[type_name]
 
 
 def _index_options(index: IndexSpec) -> dict[str, Any]:
