@@ -110,3 +110,9 @@ def test_the_reference_links_to_the_handwritten_conventions(site: Path) -> None:
     page = (site / "reference" / "cli.html").read_text(encoding="utf-8")
     article = page.split("<article", 1)[1].split("</article>", 1)[0]  # the page's own text, not the navigation
     assert 'href="../cli.html"' in article
+
+
+def test_the_conventions_link_to_the_generated_reference(site: Path) -> None:
+    page = (site / "cli.html").read_text(encoding="utf-8")
+    article = page.split("<article", 1)[1].split("</article>", 1)[0]
+    assert 'href="reference/cli.html"' in article
