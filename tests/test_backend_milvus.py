@@ -21,7 +21,7 @@ from pymilvus import DataType, MilvusClient  # noqa: E402
 import vecdr  # noqa: E402
 from test_cli import fails, run  # noqa: E402  (the console script, as tests/test_cli.py runs it)
 from vecdr.backends.milvus import MilvusSource, MilvusTarget  # noqa: E402
-from vecdr.testing.backends import BackendTests, MakeSource, MakeTarget, Rows  # noqa: E402
+from vecdr.testing.backends import BackendTests, MakeSource, MakeTarget, Rows, make_rows  # noqa: E402
 
 # -- shared Milvus ------------------------------------------------------------------
 
@@ -726,3 +726,24 @@ def test_cli_round_trip(repo: vecdr.Repository, server: Any, server_client: Milv
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["rows"] == 120
     assert all_rows(server_client, copy) == all_rows(server_client, name)
+
+
+def test_a_drill_restores_into_a_scratch_collection_and_drops_it(
+    repo: vecdr.Repository, lite_db: str, lite_client: MilvusClient
+) -> None:
+    from vecdr.format.quality import decode_quality
+    from vecdr.policy import Objectives
+
+    name = unique("drilled")
+    create_plain(lite_client, name, 16, index="HNSW")
+    ids, vectors = make_rows(1500, 16, seed=70)
+    insert_rows(lite_client, name, ids, vectors)
+    snap = vecdr.snapshot(repo, f"milvus:{lite_db}?collection={name}")
+    sample = decode_quality(repo.get(repo.load_manifest(repo.commits()[-1]).artifacts["quality"]))
+    assert sample.answers is not None and len(sample.queries) == 32 and sample.metric == "L2"
+    result = vecdr.drill(repo, snap.snapshot, objectives=Objectives(rto_seconds=600, min_recall=0.9))
+    assert result.passed, result.checks
+    assert result.target.startswith("milvus:") and "vecdr_drill_" in result.target
+    assert result.rows_restored == 1500 and result.recall_ratio is not None and result.recall_ratio > 0.9
+    assert not [c for c in lite_client.list_collections() if c.startswith("vecdr_drill_")]
+    assert name in lite_client.list_collections()

@@ -17,7 +17,9 @@ from vecdr.repository import Repository
 
 
 def _scores(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """Lower is better, for every (query, row) pair."""
+    """Lower is better, for every (query, row) pair; in float64, where even float32's
+    extremes square without overflowing."""
+    vectors = vectors.astype(np.float64)
     dots = queries @ vectors.T
     if metric == "IP":
         return -dots
@@ -31,17 +33,17 @@ def _scores(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray
 
 def exact_top_k(repo: Repository, manifest: Manifest, queries: np.ndarray, k: int, metric: str) -> list[list[object]]:
     """The ``k`` nearest live rows' ids for each query, best first."""
-    q = np.ascontiguousarray(queries, dtype=np.float32)
+    q = np.ascontiguousarray(queries, dtype=np.float64)
     if metric == "cosine":
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-30)
-    best_scores = np.empty((len(q), 0), np.float32)
+    best_scores = np.empty((len(q), 0), np.float64)
     best_idx = np.empty((len(q), 0), np.int64)
     seen: list[pa.Array] = []
     offset = 0
     for table in iter_live(repo, manifest, columns=["id", "vector"]):
         if not table.num_rows:
             continue
-        vectors = vectors_from_arrow(table.column("vector"), manifest.dimension).astype(np.float32, copy=False)
+        vectors = vectors_from_arrow(table.column("vector"), manifest.dimension)
         scores = _scores(q, vectors, metric)
         scores = np.concatenate([best_scores, scores], axis=1)
         idx = np.concatenate([best_idx, np.broadcast_to(np.arange(offset, offset + table.num_rows),

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from vecdr.backends.base import Source, SourceInfo
@@ -16,6 +17,7 @@ from vecdr.backends.milvus.schema import Collection, describe
 from vecdr.backends.milvus.types import DYNAMIC
 from vecdr.backends.milvus.uri import endpoint
 from vecdr.errors import NotFoundInBackendError, SchemaError, SourceError, UsageError, VecdrError
+from vecdr.format.quality import QualitySample
 from vecdr.format.segment import id_type, segment_schema
 
 
@@ -93,6 +95,26 @@ class MilvusSource(Source):
             # once per collection, so several partitions need the separate id pass.
             unique_ids=len(self._partitions()) == 1,
         )
+
+    def quality_sample(self, queries: int, k: int) -> QualitySample | None:
+        c = self.collection
+        if not self._rows or not queries:
+            return None
+        vector = c.vector_field.name
+        portable = c.portable() or {"kind": "flat", "metric": "L2"}
+        try:
+            with quiet():
+                rows = self.client.query(c.name, filter="", output_fields=[vector], limit=min(queries, self._rows),
+                                         consistency_level="Strong")
+                sample = np.array([r[vector] for r in rows], dtype=np.float32)
+                if portable["kind"] == "flat":  # searched exhaustively: its answers are the exact ones
+                    return QualitySample(sample, None, k, portable["metric"])
+                hits = self.client.search(c.name, data=sample.tolist(), anns_field=vector, limit=k,
+                                          output_fields=[c.primary.name], consistency_level="Strong")
+        except Exception as exc:
+            raise failure(exc, self.endpoint, f"sampling queries from {c.name!r}") from exc
+        key = c.primary.name  # hits are keyed by the primary key's field name
+        return QualitySample(sample, [[h[key] for h in row] for row in hits], k, portable["metric"])
 
     def _partitions(self) -> list[str | None]:
         return list(self.collection.partitions) if self.collection.tracks_partitions else [None]

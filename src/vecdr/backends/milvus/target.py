@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pymilvus import DataType, MilvusClient
@@ -369,6 +370,24 @@ class MilvusTarget(Target):
                 client.drop_collection_properties(self.name, [ALLOW_INSERT_AUTO_ID])
             except Exception:  # noqa: BLE001  (a server that does not know the property)
                 self._warn(f"could not remove {ALLOW_INSERT_AUTO_ID} from {self.name!r}")
+
+    # -- after finish ---------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Any]] | None:
+        assert self.layout is not None
+        key = self.layout.primary.name  # hits are keyed by the primary key's field name
+        hits = self._call(f"searching {self.name!r}", self._connect().search, self.name,
+                          data=np.asarray(queries, dtype=np.float32).tolist(), anns_field=self.layout.vector_field.name,
+                          limit=k, output_fields=[key], consistency_level="Strong")
+        return [[h[key] for h in row] for row in hits]
+
+    def count(self) -> int | None:
+        counted = self._call(f"counting {self.name!r}", self._connect().query, self.name,
+                             output_fields=["count(*)"], consistency_level="Strong")
+        return int(counted[0]["count(*)"]) if counted else 0
+
+    def drop(self) -> None:
+        self._call(f"dropping {self.name!r}", self._connect().drop_collection, self.name)
 
     def abort(self) -> None:
         if self._sender is not None and self._sender.is_alive():
