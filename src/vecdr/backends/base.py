@@ -123,6 +123,9 @@ class RestoreSpec:
     rows: int
     #: Fetches (and hash-checks) a kept artifact by name; ``None`` if the snapshot has none.
     artifact: Callable[[str], bytes | None] = field(default=lambda name: None, repr=False)
+    #: A stream (``read(n)``, ``close()``) over a large kept artifact whose every part
+    #: is hash-checked before a byte of it is read; ``None`` where there is none.
+    artifact_stream: Callable[[str], Any] = field(default=lambda name: None, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
 
 

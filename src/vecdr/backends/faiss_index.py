@@ -7,7 +7,7 @@ Everything else (PQ, SQ, pre-transforms…) needs the caller's embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import faiss
@@ -272,6 +272,11 @@ def deserialize(data: bytes | bytearray | memoryview) -> faiss.Index:
         position += len(block)
         return block.tobytes()
 
+    return faiss.read_index(faiss.PyCallbackIOReader(read, READ_BLOCK))
+
+
+def deserialize_stream(read: Callable[[int], bytes]) -> faiss.Index:
+    """The index serialized in the bytes ``read(n)`` hands out, block by block."""
     return faiss.read_index(faiss.PyCallbackIOReader(read, READ_BLOCK))
 
 

@@ -77,6 +77,10 @@ def restore(
         ref = manifest.artifacts.get(name)
         return repo.get(ref) if ref is not None else None
 
+    def artifact_stream(name: str) -> object | None:
+        ref = manifest.artifacts.get(name)
+        return repo.open_verified(ref) if ref is not None else None
+
     spec = RestoreSpec(
         collection=manifest.collection,
         snapshot=manifest.snapshot,
@@ -86,6 +90,7 @@ def restore(
         index=manifest.index,
         rows=manifest.rows,
         artifact=artifact,
+        artifact_stream=artifact_stream,
         options={"warn": reporter.warn},
     )
     phases: dict[str, float] = {}

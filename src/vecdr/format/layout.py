@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from vecdr.format.hashing import PART_BYTES
+
 #: Kinds of objects a document may name, and the shape of each kind's keys.
 _SHAPES = {
     "segments": re.compile(r"segments/([0-9a-f]{2})/([0-9a-f]{64})\.parquet"),
@@ -56,3 +58,14 @@ def check_ref(kind: str, key: Any, sha256: Any, size: Any) -> None:
         raise LayoutError(f"object key {key} does not name its own sha256 {sha256}")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise LayoutError(f"object {key} has a malformed size {shown(size)}")
+
+
+def check_parts(key: str, parts: Any, size: int) -> None:
+    """Refuse part hashes that are not one well-formed sha256 per part of an object of ``size``."""
+    if parts == []:
+        return
+    wanted = -(-size // PART_BYTES) if size > PART_BYTES else 0
+    if not isinstance(parts, list) or len(parts) != wanted or not all(
+        isinstance(p, str) and _SHA256.fullmatch(p) for p in parts
+    ):
+        raise LayoutError(f"object {key} has malformed part hashes (expected {wanted} sha256 values)")

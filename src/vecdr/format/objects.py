@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vecdr.errors import IntegrityError
-from vecdr.format.layout import check_ref
+from vecdr.format.layout import check_parts, check_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,9 +17,15 @@ class ObjectRef:
     key: str
     sha256: str
     size: int
+    #: sha256 of each PART_BYTES slice, for a large object (empty otherwise): what a
+    #: reader checks, on all its cores at once; the whole-object sha256 names the object.
+    parts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "sha256": self.sha256, "size": self.size}
+        out: dict[str, Any] = {"key": self.key, "sha256": self.sha256, "size": self.size}
+        if self.parts:
+            out["parts"] = list(self.parts)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], kind: str) -> ObjectRef:
@@ -30,7 +36,9 @@ class ObjectRef:
             raise TypeError(f"an object reference must be a JSON object, not {type(d).__name__}")
         key, sha256, size = d["key"], d["sha256"], d["size"]
         check_ref(kind, key, sha256, size)
-        return cls(key=key, sha256=sha256, size=size)
+        parts = d.get("parts", [])
+        check_parts(key, parts, size)
+        return cls(key=key, sha256=sha256, size=size, parts=tuple(parts))
 
 
 def dumps(doc: dict[str, Any]) -> bytes:

@@ -95,6 +95,11 @@ class Store(ABC):
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Like :meth:`list`, with each object's size and last-modified time (what GC's grace period reads)."""
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from ``start`` (fewer at its end); this default
+        reads the whole object, stores that can read a range override it."""
+        return self.read(key)[start : start + length]
+
     def root_exists(self) -> bool:
         """Whether the place the store lives in (an S3 bucket, a container) exists at all."""
         return True

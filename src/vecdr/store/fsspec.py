@@ -53,6 +53,10 @@ class FsspecStore(Store):
         else:
             self.fs.pipe_file(self._path(key), data, mode="create")
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        data: bytes = self.fs.cat_file(self._path(key), start=start, end=start + length)
+        return data
+
     def exists(self, key: str) -> bool:
         return bool(self.fs.isfile(self._path(key)))
 

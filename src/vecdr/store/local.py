@@ -43,6 +43,10 @@ class LocalStore(Store):
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        with open(self._path(key), "rb") as f:
+            return os.pread(f.fileno(), length, start)
+
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))
 

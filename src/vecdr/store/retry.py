@@ -92,6 +92,9 @@ class RetryingStore(Store):
     def read(self, key: str) -> bytes:
         return self._call("reading", key, lambda: self.inner.read(key))
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        return self._call("reading", key, lambda: self.inner.read_range(key, start, length))
+
     def write(self, key: str, data: bytes | memoryview) -> None:
         self._call("writing", key, lambda: self.inner.write(key, data))
 

@@ -41,6 +41,10 @@ class WrappedStore(Store):
     def write(self, key: str, data: bytes | memoryview) -> None:
         self.inner.write(key, data)
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        # Through read(), so that a wrapper's read faults reach ranged reads too.
+        return self.read(key)[start : start + length]
+
     def create(self, key: str, data: bytes) -> None:
         self.inner.create(key, data)
 
