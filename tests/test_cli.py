@@ -195,3 +195,16 @@ def test_unknown_uri_option_is_a_usage_error(world: dict) -> None:
     proc = run("snapshot", world["repo"], f"{world['source']}?embedings=x.npy")
     fails(proc, "take no option embedings", "embeddings")
     assert proc.returncode == 2
+
+
+def test_main_called_in_process_leaves_logging_and_warnings_as_found(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+    import warnings
+
+    from vecdr.cli.main import main
+
+    logger = logging.getLogger("vecdr")
+    before = (logger.propagate, list(logger.handlers), warnings.showwarning)
+    assert main(["list", "/nonexistent/vecdr-repository"]) != 0
+    assert "vecdr: error: " in capsys.readouterr().err
+    assert (logger.propagate, list(logger.handlers), warnings.showwarning) == before

@@ -538,13 +538,25 @@ def _ask_passphrase(question: str, confirm: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one line on stderr."""
     # Warnings (from vecdr or a library) become one line each on stderr.
+    showwarning = warnings.showwarning
     warnings.showwarning = lambda message, *args, **kwargs: output.warn(str(message))
     # Retries of a remote store are logged; the CLI shows them with VECDR_DEBUG=1 only,
     # so a failure still ends in exactly one line.
     logger = logging.getLogger("vecdr")
+    handler = _WarnHandler() if os.environ.get("VECDR_DEBUG") else logging.NullHandler()
     logger.propagate = False
-    logger.addHandler(_WarnHandler() if os.environ.get("VECDR_DEBUG") else logging.NullHandler())
+    logger.addHandler(handler)
     keys.passphrase_prompt = _ask_passphrase if sys.stdin.isatty() else None
+    try:
+        return _run(argv)
+    finally:
+        # main() is also called in-process (tests, embedding); leave logging as found.
+        warnings.showwarning = showwarning
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         # Without standalone mode the parser returns an Exit's code instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="vecdr")
