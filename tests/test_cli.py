@@ -205,6 +205,6 @@ def test_main_called_in_process_leaves_logging_and_warnings_as_found(capsys: pyt
 
     logger = logging.getLogger("vecdr")
     before = (logger.propagate, list(logger.handlers), warnings.showwarning)
-    assert main(["list", "/nonexistent/vecdr-repository"]) != 0
+    assert main(["snapshots", "/nonexistent/vecdr-repository"]) == 1
     assert "vecdr: error: " in capsys.readouterr().err
     assert (logger.propagate, list(logger.handlers), warnings.showwarning) == before
