@@ -97,6 +97,26 @@ def test_a_part_damaged_on_the_way_is_read_again(
     assert "a second read was intact" in " ".join(r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("piece", [PART_BYTES, 3 << 20])
+@pytest.mark.parametrize("ask", [1 << 20, 5 << 20, PART_BYTES])
+def test_the_checked_stream_hands_out_every_byte_in_order_and_a_piece_damaged_on_the_way_is_read_again(
+    piece: int, ask: int, blob_repo: tuple[Repository, faiss.Index, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from vecdr.repository.verified import VerifiedReader
+
+    repo, _, snapshot = blob_repo
+    ref = blob_ref(repo, snapshot)
+    flaky = CorruptOnceStore(repo.store, lambda key: key == ref.key)
+    reader = VerifiedReader(flaky, ref, piece=piece)
+    with caplog.at_level(logging.WARNING, logger="vecdr"):
+        chunks = list(iter(lambda: reader.read(ask), b""))
+    reader.close()
+    assert b"".join(chunks) == repo.store.read(ref.key)
+    assert max(map(len, chunks)) <= min(ask, piece)  # short reads, never past a piece
+    assert flaky.corrupted == [ref.key]
+    assert "a second read was intact" in " ".join(r.getMessage() for r in caplog.records)
+
+
 def test_malformed_part_hashes_in_a_manifest_are_refused(blob_repo: tuple[Repository, faiss.Index, str]) -> None:
     from vecdr.format.objects import ObjectRef
 

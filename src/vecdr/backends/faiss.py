@@ -435,7 +435,8 @@ class FaissTarget(Target):
 
     def _use_stream(self, stream: Any, spec: RestoreSpec) -> bool:
         try:
-            index = fi.deserialize_stream(stream.read)
+            # Blocks of a whole part: most parts reach FAISS as the checked object itself.
+            index = fi.deserialize_stream(stream.read, stream.part_bytes)
         except RuntimeError:
             if stream.error is not None:  # a part failed its check: FAISS saw none of its bytes
                 raise stream.error from None

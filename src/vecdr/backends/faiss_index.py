@@ -275,9 +275,12 @@ def deserialize(data: bytes | bytearray | memoryview) -> faiss.Index:
     return faiss.read_index(faiss.PyCallbackIOReader(read, READ_BLOCK))
 
 
-def deserialize_stream(read: Callable[[int], bytes]) -> faiss.Index:
-    """The index serialized in the bytes ``read(n)`` hands out, block by block."""
-    return faiss.read_index(faiss.PyCallbackIOReader(read, READ_BLOCK))
+def deserialize_stream(read: Callable[[int], bytes], block: int = READ_BLOCK) -> faiss.Index:
+    """The index serialized in the bytes ``read(n)`` hands out, up to ``block`` per call.
+
+    ``read`` may return fewer bytes than asked (``b""`` only at the end).
+    """
+    return faiss.read_index(faiss.PyCallbackIOReader(read, block))
 
 
 def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:

@@ -138,7 +138,7 @@ class CrashingStore(WrappedStore):
 
 
 class CorruptOnceStore(WrappedStore):
-    """The first read of each object whose key ``matches`` comes back with one bit flipped."""
+    """The first read (or range read) of each object whose key ``matches`` comes back with one bit flipped."""
 
     def __init__(self, inner: Store, matches: Callable[[str], bool]) -> None:
         super().__init__(inner)
@@ -147,7 +147,12 @@ class CorruptOnceStore(WrappedStore):
         self._lock = threading.Lock()
 
     def read(self, key: str) -> bytes:
-        data = self.inner.read(key)
+        return self._damage_first(key, self.inner.read(key))
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        return self._damage_first(key, self.inner.read_range(key, start, length))
+
+    def _damage_first(self, key: str, data: bytes) -> bytes:
         with self._lock:
             first = self.matches(key) and key not in self.corrupted and len(data) > 0
             if first:
