@@ -34,7 +34,7 @@ from vecdr.errors import (
     TargetExistsError,
 )
 from vecdr.format.quality import QualitySample
-from vecdr.format.segment import vectors_from_arrow, vectors_to_arrow
+from vecdr.format.segment import vector_chunks, vectors_from_arrow, vectors_to_arrow
 
 #: Fewest sample rows an index that needs training is trained on (when the snapshot has them).
 TRAIN_SAMPLE_MIN = 65536
@@ -336,6 +336,7 @@ class FaissTarget(Target):
         # same rows in the same order would.
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
+        self._batch: tuple[np.ndarray, np.ndarray] | None = None  # reused by _flush_pending
         self._ids: np.ndarray | None = None
         self._vectors: np.ndarray | None = None
         self._filled = 0
@@ -474,11 +475,16 @@ class FaissTarget(Target):
     def write(self, rows: pa.Table) -> None:
         assert self.index is not None
         ids = rows.column("id").to_numpy().astype(np.int64)
-        vectors = vectors_from_arrow(rows.column("vector"), self.spec.dimension)
+        # Each chunk's vectors are a view of the decoded segment: no copy until they
+        # land in a batch or the index.
+        chunks = vector_chunks(rows.column("vector"), self.spec.dimension)
         if self._ids is None:
             # Streaming add, in batches of about ADD_BATCH_ROWS: FAISS adds faster in
             # cache-sized batches than in one call or in many small ones (measured).
-            self._pending.append((ids, vectors))
+            at = 0
+            for vectors in chunks:
+                self._pending.append((ids[at : at + len(vectors)], vectors))
+                at += len(vectors)
             self._pending_rows += len(ids)
             if self._pending_rows >= ADD_BATCH_ROWS:
                 self._flush_pending()
@@ -487,7 +493,9 @@ class FaissTarget(Target):
         if at + n > len(self._ids):
             raise TargetError(f"the snapshot yielded more than its {self.spec.rows} rows")
         self._ids[at : at + n] = ids
-        self._vectors[at : at + n] = vectors
+        for vectors in chunks:
+            self._vectors[at : at + len(vectors)] = vectors
+            at += len(vectors)
         self._filled += n
 
     def training_rows(self) -> int:
@@ -515,8 +523,15 @@ class FaissTarget(Target):
         if len(self._pending) == 1:
             ids, vectors = self._pending[0]
         else:
-            ids = np.concatenate([p[0] for p in self._pending])
-            vectors = np.concatenate([p[1] for p in self._pending])
+            # Gathered into one batch buffer, reused from batch to batch: a fresh
+            # buffer this size is zero-filled page by page on every batch, which cost
+            # as much as the copy (measured: 0.44 s of a 200k x 768 IVF-PQ restore).
+            n = self._pending_rows
+            if self._batch is None or len(self._batch[0]) < n:
+                self._batch = (np.empty(n, np.int64), np.empty((n, self.spec.dimension), np.float32))
+            ids, vectors = self._batch[0][:n], self._batch[1][:n]
+            np.concatenate([p[0] for p in self._pending], out=ids)
+            np.concatenate([p[1] for p in self._pending], out=vectors)
         self._pending, self._pending_rows = [], 0
         self._add(ids, vectors)
 
@@ -540,6 +555,7 @@ class FaissTarget(Target):
         if self.blob is None:
             assert self.index is not None
             self._flush_pending()
+            self._batch = None
             if self._gpu is not None and not self._gpu.builds_graph:
                 started = time.perf_counter()
                 self.index = self._gpu.to_host(self.index)
@@ -592,4 +608,4 @@ class FaissTarget(Target):
     def abort(self) -> None:
         self.index = None
         self._ids = self._vectors = None
-        self._pending = []
+        self._pending, self._batch = [], None

@@ -61,28 +61,37 @@ def _assign(x: np.ndarray, centroids: np.ndarray, metric: int) -> np.ndarray:
     return out
 
 
-def _pq_codes(residuals: np.ndarray, pq: faiss.ProductQuantizer) -> np.ndarray:
-    """8-bit PQ codes, one subquantizer at a time over cache-sized blocks of rows."""
+def _pq_codes(x: np.ndarray, lists: np.ndarray | None, centroids: np.ndarray, pq: faiss.ProductQuantizer) -> np.ndarray:
+    """8-bit PQ codes of ``x`` (of its residuals to ``centroids[lists]`` unless ``lists``
+    is None), one subquantizer at a time over cache-sized blocks of rows.
+
+    Residuals are made a block at a time: a whole batch's would be a fresh buffer the
+    size of the batch, zero-filled page by page on every call.
+    """
     m, ksub, dsub = pq.M, pq.ksub, pq.dsub
     codebooks = faiss.vector_to_array(pq.centroids).reshape(m, ksub, dsub)
     norms = np.einsum("mkd,mkd->mk", codebooks, codebooks)
-    codes = np.empty((len(residuals), m), np.uint8)
-    for at in range(0, len(residuals), BLOCK_ROWS):
-        block = residuals[at : at + BLOCK_ROWS].reshape(-1, m, dsub)
+    # -2 folded into the codebooks: scaling by a power of two is exact, so the
+    # products equal FAISS's -2 * (x . c) bit for bit, with one pass less.
+    scaled = np.ascontiguousarray((-2.0 * codebooks).transpose(0, 2, 1))
+    codes = np.empty((len(x), m), np.uint8)
+    for at in range(0, len(x), BLOCK_ROWS):
+        block = x[at : at + BLOCK_ROWS]
+        if lists is not None:
+            block = block - centroids[lists[at : at + BLOCK_ROWS]]
+        block = block.reshape(-1, m, dsub)
+        block_norms = np.einsum("ijk,ijk->ij", block, block)
         for sub in range(m):
-            part = block[:, sub, :]
-            distances = part @ codebooks[sub].T
-            distances *= -2.0
+            distances = block[:, sub, :] @ scaled[sub]
             distances += norms[sub]
-            distances += np.einsum("ij,ij->i", part, part)[:, None]
+            distances += block_norms[:, sub, None]
             codes[at : at + BLOCK_ROWS, sub] = distances.argmin(axis=1)
     return codes
 
 
 def _encode(ivf: faiss.IndexIVF, x: np.ndarray, lists: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     if isinstance(ivf, faiss.IndexIVFPQ):
-        residuals = x - centroids[lists] if ivf.by_residual else x
-        return _pq_codes(residuals, ivf.pq)
+        return _pq_codes(x, lists if ivf.by_residual else None, centroids, ivf.pq)
     return x.view(np.uint8).reshape(len(x), -1)
 
 

@@ -78,13 +78,16 @@ def vectors_to_arrow(vectors: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), type=vector_type(d))
 
 
+def vector_chunks(column: pa.ChunkedArray | pa.Array, dimension: int) -> list[np.ndarray]:
+    """The ``(n_i, d)`` float32 matrices of a vector column's chunks, zero-copy."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    # flatten() respects a chunk's offset and length (a slice's .values does not).
+    return [chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension) for chunk in chunks]
+
+
 def vectors_from_arrow(column: pa.ChunkedArray | pa.Array, dimension: int) -> np.ndarray:
     """The ``(n, d)`` float32 matrix of a vector column (zero-copy for one chunk)."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts = []
-    for chunk in chunks:
-        flat = chunk.flatten()  # respects the chunk's offset and length (a slice's .values does not)
-        parts.append(flat.to_numpy(zero_copy_only=False).reshape(-1, dimension))
+    parts = vector_chunks(column, dimension)
     if not parts:
         return np.empty((0, dimension), dtype=np.float32)
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
