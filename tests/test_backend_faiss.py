@@ -494,3 +494,29 @@ def test_tracked_index_file_with_its_journal(repo: vecdr.Repository, tmp_path: P
     assert second.mode == "tracked"
     assert second.deleted == 7
     assert_same_rows(faiss_rows(vecdr.restore_index(repo, "latest")), (ids[7:], vectors[7:]))
+
+
+@pytest.mark.parametrize("id_map", [faiss.IndexIDMap, faiss.IndexIDMap2])
+@pytest.mark.parametrize("metric", [faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT])
+def test_a_flat_index_restored_in_place_is_the_index_add_builds(id_map, metric, tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((5000, 24)).astype(np.float32)
+    ids = rng.permutation(100_000)[:5000].astype(np.int64)
+    source = id_map(faiss.IndexFlat(24, metric))
+    source.add_with_ids(vectors[:4000], ids[:4000])
+    repo = vecdr.init(tmp_path / "repo")
+    vecdr.snapshot(repo, source, collection="c")
+    # An incremental on top: the restore reads two segments less the deleted rows,
+    # each write filling its slice of the storage.
+    source.add_with_ids(vectors[4000:], ids[4000:])
+    source.remove_ids(ids[:100])
+    vecdr.snapshot(repo, source, collection="c")
+    restored = vecdr.restore_index(repo)
+    assert type(restored) is type(source) and restored.ntotal == 4900
+    assert_same_rows(faiss_rows(restored), faiss_rows(source))
+    order = faiss.vector_to_array(restored.id_map)
+    position = {int(i): k for k, i in enumerate(ids)}
+    expected = id_map(faiss.IndexFlat(24, metric))
+    expected.add_with_ids(vectors[[position[int(i)] for i in order]], order)
+    assert bytes(faiss.serialize_index(restored)) == bytes(faiss.serialize_index(expected))
+    assert restored.search(vectors[200:203], 1)[1][:, 0].tolist() == ids[200:203].tolist()

@@ -337,6 +337,7 @@ class FaissTarget(Target):
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self._batch: tuple[np.ndarray, np.ndarray] | None = None  # reused by _flush_pending
+        self._in_place = False  # _vectors is the flat index's own storage
         self._ids: np.ndarray | None = None
         self._vectors: np.ndarray | None = None
         self._filled = 0
@@ -412,10 +413,15 @@ class FaissTarget(Target):
                 else:
                     index = faiss.IndexIDMap2(index)
         self.index = index
-        if self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
+        self._gpu = faiss_gpu.prepare(index, spec.rows, self.gpu, self.gpu_device, self._warn)
+        if self._gpu is None and not self._plain and fi.flat_under_id_map(index) is not None:
+            # Rows go straight into the flat index's storage, sized once.
+            self._ids = np.empty(spec.rows, np.int64)
+            self._vectors = fi.flat_storage(fi.flat_under_id_map(index), spec.rows)
+            self._in_place = True
+        elif self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
             self._ids = np.empty(spec.rows, np.int64)
             self._vectors = np.empty((spec.rows, spec.dimension), np.float32)
-        self._gpu = faiss_gpu.prepare(index, spec.rows, self.gpu, self.gpu_device, self._warn)
         if self._gpu is not None and index.is_trained:
             self.index = self._gpu.to_device(index)  # adds go to the GPU from the first row
         return False
@@ -561,7 +567,10 @@ class FaissTarget(Target):
                 self.index = self._gpu.to_host(self.index)
                 fi.apply_params(self.index, self._params)
                 self.phases["to_host"] = time.perf_counter() - started
-            if self._ids is not None:
+            if self._in_place:
+                fi.publish_flat(self.index, self._ids[: self._filled])
+                self._ids = self._vectors = None
+            elif self._ids is not None:
                 ids, vectors = self._ids[: self._filled], self._vectors[: self._filled]
                 if self._plain and len(ids) and not bool((ids[1:] > ids[:-1]).all()):
                     order = np.argsort(ids)

@@ -30,6 +30,43 @@ def unwrap(index: faiss.Index) -> tuple[faiss.Index, str | None, np.ndarray | No
     return index, None, None
 
 
+def flat_under_id_map(index: faiss.Index) -> faiss.IndexFlat | None:
+    """The empty plain flat index under an empty IDMap/IDMap2, else None."""
+    outer = faiss.downcast_index(index)
+    if not isinstance(outer, faiss.IndexIDMap2 | faiss.IndexIDMap) or outer.ntotal:
+        return None
+    inner = faiss.downcast_index(outer.index)
+    if type(inner) not in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP) or inner.ntotal:
+        return None
+    return inner
+
+
+def flat_storage(flat: faiss.IndexFlat, rows: int) -> np.ndarray:
+    """The flat index's storage sized for ``rows`` vectors, as a writable ``(rows, d)`` view.
+
+    Filling it in place and then :func:`publish_flat` builds the same index as
+    ``add_with_ids`` of the same rows in the same order, with one allocation of the
+    final size instead of a growing one copied at each doubling.
+    """
+    flat.codes.resize(rows * flat.code_size)
+    if not rows:
+        return np.empty((0, flat.d), np.float32)
+    return faiss.rev_swig_ptr(flat.codes.data(), rows * flat.code_size).view(np.float32).reshape(rows, flat.d)
+
+
+def publish_flat(index: faiss.Index, ids: np.ndarray) -> None:
+    """Make the rows written into :func:`flat_storage` part of the index, with ``ids``."""
+    outer = faiss.downcast_index(index)
+    flat = faiss.downcast_index(outer.index)
+    n = len(ids)
+    flat.codes.resize(n * flat.code_size)  # the rows written, should fewer have come
+    flat.ntotal = n
+    faiss.copy_array_to_vector(np.ascontiguousarray(ids, dtype=np.int64), outer.id_map)
+    outer.ntotal = n
+    if isinstance(outer, faiss.IndexIDMap2):
+        outer.construct_rev_map()
+
+
 def _ivf(index: faiss.Index) -> faiss.IndexIVF | None:
     try:
         return faiss.extract_index_ivf(index)
