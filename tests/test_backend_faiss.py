@@ -520,3 +520,42 @@ def test_a_flat_index_restored_in_place_is_the_index_add_builds(id_map, metric, 
     expected.add_with_ids(vectors[[position[int(i)] for i in order]], order)
     assert bytes(faiss.serialize_index(restored)) == bytes(faiss.serialize_index(expected))
     assert restored.search(vectors[200:203], 1)[1][:, 0].tolist() == ids[200:203].tolist()
+
+
+def test_a_flat_index_without_an_id_map_is_restored_in_place_by_id(tmp_path: Path) -> None:
+    vectors = np.random.default_rng(8).standard_normal((5000, 24)).astype(np.float32)
+    source = faiss.IndexFlatL2(24)
+    source.add(vectors[:4000])
+    repo = vecdr.init(tmp_path / "repo")
+    vecdr.snapshot(repo, source, collection="c")
+    source.add(vectors[4000:])  # an incremental: ids 4000… arrive from a second segment
+    vecdr.snapshot(repo, source, collection="c")
+    restored = vecdr.restore_index(repo)
+    assert isinstance(restored, faiss.IndexFlat) and restored.ntotal == 5000
+    assert bytes(faiss.serialize_index(restored)) == bytes(faiss.serialize_index(source))
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [np.array([0, 1, 1]), np.array([0, 1, 3]), np.array([-1, 0, 1])],
+    ids=["repeated", "past-the-end", "negative"],
+)
+def test_a_flat_index_without_an_id_map_refuses_ids_that_are_not_positions(ids: np.ndarray, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from vecdr.backends.base import RestoreSpec
+    from vecdr.errors import TargetError
+    from vecdr.format.segment import vectors_to_arrow
+
+    source = faiss.IndexFlatL2(4)
+    source.add(np.zeros((3, 4), np.float32))
+    repo = vecdr.init(tmp_path / "repo")
+    snap = vecdr.snapshot(repo, source, collection="c", quality_sample=0)
+    recorded = open_snapshot(repo, snap.snapshot).index
+    spec = RestoreSpec("c", snap.snapshot, 4, "int64", pa.schema([]), recorded, 3)
+    target = FaissTarget(None)
+    assert target.begin(spec) is False  # rebuilt from rows, not loaded
+    rows = pa.table({"id": pa.array(ids, pa.int64()), "vector": vectors_to_arrow(np.ones((3, 4), np.float32))})
+    with pytest.raises(TargetError, match="0…n-1"):
+        target.write(rows)
+        target.finish()

@@ -414,10 +414,12 @@ class FaissTarget(Target):
                     index = faiss.IndexIDMap2(index)
         self.index = index
         self._gpu = faiss_gpu.prepare(index, spec.rows, self.gpu, self.gpu_device, self._warn)
-        if self._gpu is None and not self._plain and fi.flat_under_id_map(index) is not None:
-            # Rows go straight into the flat index's storage, sized once.
-            self._ids = np.empty(spec.rows, np.int64)
-            self._vectors = fi.flat_storage(fi.flat_under_id_map(index), spec.rows)
+        flat = fi.empty_flat(index) if self._gpu is None else None
+        if flat is not None:
+            # Rows go straight into the flat index's storage, sized once: in arrival
+            # order under an id map, at the position their id names without one.
+            self._ids = np.empty(spec.rows, np.int64) if not self._plain else np.zeros(spec.rows, bool)
+            self._vectors = fi.flat_storage(flat, spec.rows)
             self._in_place = True
         elif self._plain or fi.is_hnsw(fi.unwrap(index)[0]):
             self._ids = np.empty(spec.rows, np.int64)
@@ -498,11 +500,30 @@ class FaissTarget(Target):
         at, n = self._filled, len(ids)
         if at + n > len(self._ids):
             raise TargetError(f"the snapshot yielded more than its {self.spec.rows} rows")
+        if self._in_place and self._plain:
+            self._place_by_id(ids, chunks)
+            return
         self._ids[at : at + n] = ids
         for vectors in chunks:
             self._vectors[at : at + len(vectors)] = vectors
             at += len(vectors)
         self._filled += n
+
+    def _place_by_id(self, ids: np.ndarray, chunks: list[np.ndarray]) -> None:
+        """Rows of a flat index without an id map, each written at the position of its id."""
+        seen = self._ids
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(seen) or seen[ids].any()):
+            raise TargetError("ids of an index without an id map must be 0…n-1")
+        seen[ids] = True
+        at = 0
+        for vectors in chunks:
+            part = ids[at : at + len(vectors)]
+            if len(part) and part[-1] - part[0] == len(part) - 1 and bool((np.diff(part) == 1).all()):
+                self._vectors[part[0] : part[-1] + 1] = vectors  # a run of ids: one copy
+            else:
+                self._vectors[part] = vectors
+            at += len(vectors)
+        self._filled += len(ids)
 
     def training_rows(self) -> int:
         if not self._needs_training:
@@ -568,7 +589,14 @@ class FaissTarget(Target):
                 fi.apply_params(self.index, self._params)
                 self.phases["to_host"] = time.perf_counter() - started
             if self._in_place:
-                fi.publish_flat(self.index, self._ids[: self._filled])
+                if not self._plain:
+                    fi.publish_flat(self.index, self._ids[: self._filled])
+                elif self._filled != len(self._ids):
+                    raise TargetError(f"built {self._filled} vectors, expected {len(self._ids)}")
+                elif not bool(self._ids.all()):  # an id came twice, so another never did
+                    raise TargetError("ids of an index without an id map must be 0…n-1")
+                else:
+                    fi.publish_flat(self.index, self._filled)
                 self._ids = self._vectors = None
             elif self._ids is not None:
                 ids, vectors = self._ids[: self._filled], self._vectors[: self._filled]

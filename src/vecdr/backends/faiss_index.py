@@ -30,15 +30,16 @@ def unwrap(index: faiss.Index) -> tuple[faiss.Index, str | None, np.ndarray | No
     return index, None, None
 
 
-def flat_under_id_map(index: faiss.Index) -> faiss.IndexFlat | None:
-    """The empty plain flat index under an empty IDMap/IDMap2, else None."""
+def empty_flat(index: faiss.Index) -> faiss.IndexFlat | None:
+    """The index, or the one under its IDMap/IDMap2, if that is an empty plain flat index."""
     outer = faiss.downcast_index(index)
-    if not isinstance(outer, faiss.IndexIDMap2 | faiss.IndexIDMap) or outer.ntotal:
+    if isinstance(outer, faiss.IndexIDMap2 | faiss.IndexIDMap):
+        if outer.ntotal:
+            return None
+        outer = faiss.downcast_index(outer.index)
+    if type(outer) not in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP) or outer.ntotal:
         return None
-    inner = faiss.downcast_index(outer.index)
-    if type(inner) not in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP) or inner.ntotal:
-        return None
-    return inner
+    return outer
 
 
 def flat_storage(flat: faiss.IndexFlat, rows: int) -> np.ndarray:
@@ -54,9 +55,14 @@ def flat_storage(flat: faiss.IndexFlat, rows: int) -> np.ndarray:
     return faiss.rev_swig_ptr(flat.codes.data(), rows * flat.code_size).view(np.float32).reshape(rows, flat.d)
 
 
-def publish_flat(index: faiss.Index, ids: np.ndarray) -> None:
-    """Make the rows written into :func:`flat_storage` part of the index, with ``ids``."""
+def publish_flat(index: faiss.Index, ids: np.ndarray | int) -> None:
+    """Make the rows written into :func:`flat_storage` part of the index: ``ids`` for
+    the id map over it, or the number of rows of a flat index without one."""
     outer = faiss.downcast_index(index)
+    if isinstance(ids, int):
+        outer.codes.resize(ids * outer.code_size)
+        outer.ntotal = ids
+        return
     flat = faiss.downcast_index(outer.index)
     n = len(ids)
     flat.codes.resize(n * flat.code_size)  # the rows written, should fewer have come
