@@ -415,7 +415,7 @@ class FaissTarget(Target):
         self.index = index
         self._gpu = faiss_gpu.prepare(index, spec.rows, self.gpu, self.gpu_device, self._warn)
         flat = fi.empty_flat(index) if self._gpu is None else None
-        if flat is not None:
+        if flat is not None and (self._plain or fi.unwrap(index)[1] is not None):
             # Rows go straight into the flat index's storage, sized once: in arrival
             # order under an id map, at the position their id names without one.
             self._ids = np.empty(spec.rows, np.int64) if not self._plain else np.zeros(spec.rows, bool)
