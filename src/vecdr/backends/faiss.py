@@ -333,11 +333,13 @@ class FaissTarget(Target):
         # Streamed rows wait in _pending until a batch is full. All rows are collected
         # instead (_ids, _vectors) and added in one call when ids are positions, and
         # for HNSW, whose graph then comes out exactly as a one-call build of the
-        # same rows in the same order would.
+        # same rows in the same order would. A flat index is filled in place:
+        # _vectors is its own storage, and _ids holds the ids under an id map, or
+        # without one which positions have been written.
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self._batch: tuple[np.ndarray, np.ndarray] | None = None  # reused by _flush_pending
-        self._in_place = False  # _vectors is the flat index's own storage
+        self._in_place = False
         self._ids: np.ndarray | None = None
         self._vectors: np.ndarray | None = None
         self._filled = 0

@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     # so a failure still ends in exactly one line.
     logger = logging.getLogger("vecdr")
     handler = _WarnHandler() if os.environ.get("VECDR_DEBUG") else logging.NullHandler()
-    logger.propagate = False
+    propagate, logger.propagate = logger.propagate, False
     logger.addHandler(handler)
     keys.passphrase_prompt = _ask_passphrase if sys.stdin.isatty() else None
     try:
@@ -553,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         # main() is also called in-process (tests, embedding); leave logging as found.
         warnings.showwarning = showwarning
         logger.removeHandler(handler)
-        logger.propagate = True
+        logger.propagate = propagate
 
 
 def _run(argv: list[str] | None) -> int:
