@@ -30,6 +30,10 @@ def test_quick_benchmark_measures_every_figure(tmp_path: Path) -> None:
     assert doc["config"]["quick"] and doc["config"]["rows"] == 3000
     restored = doc["cases"]["restore"]["vecdr_restore"]["runs"][0]
     assert restored["rows"] == 3000 + 10 - 10  # after the 1% change: 10 inserted, 10 deleted
+    restore = doc["cases"]["restore"]
+    others = [*restore["ceilings"].values(), restore["milvus_lite_own_ingest"]]
+    assert [run["rows"] for side in others for run in side["runs"]] == [3000, 3000, 3000]
+    assert 0 < doc["figures"]["milvus_restore_rows_time_ratio"]["floor_ratio"]
     assert doc["cases"]["incremental"]["incremental"]["mode"] == "diff"
     assert doc["figures"]["milvus_top10_overlap"]["value"] > 0.9
     assert list(tmp_path.glob("vecdr-milvusbench-*")) == []  # the work folder is removed
