@@ -33,6 +33,8 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +97,34 @@ TARGETS: dict[str, tuple[str, float, str]] = {
 # -- child processes ------------------------------------------------------------------
 
 
-def _client(db: str) -> Any:
+@dataclass(frozen=True)
+class Where:
+    """The Milvus measured: a Milvus Lite folder (each worker opens it in its own process),
+    or a server (``--server``), where every collection's name starts with ``prefix``."""
+
+    address: str  # what MilvusClient takes: PATH.db, or http(s)://host:port
+    base: str  # vecdr's URI before its query: milvus:PATH.db, milvus://host:port
+    db_name: str = ""
+    prefix: str = ""
+    lite: bool = True
+
+    def name(self, collection: str) -> str:
+        return self.prefix + collection
+
+    def uri(self, collection: str) -> str:
+        return f"{self.base}?collection={self.name(collection)}" + (f"&db={self.db_name}" if self.db_name else "")
+
+    def args(self) -> dict[str, str]:
+        """What a worker needs to connect (the token travels in VECDR_MILVUS_TOKEN, not on a command line)."""
+        return {"address": self.address, "db_name": self.db_name}
+
+
+def _client(a: dict[str, Any]) -> Any:
     from pymilvus import MilvusClient
 
-    return MilvusClient(db)
+    from vecdr.backends.milvus.uri import TOKEN_ENV
+
+    return MilvusClient(uri=a["address"], token=os.environ.get(TOKEN_ENV, ""), db_name=a.get("db_name", ""))
 
 
 def _create(client: Any, name: str, d: int, index: bool) -> None:
@@ -120,7 +146,7 @@ def _index_and_load(client: Any, name: str) -> None:
     client.load_collection(name)
 
 
-def _requests(name: str, ids: np.ndarray, x: np.ndarray) -> list[Any]:
+def _requests(name: str, ids: np.ndarray, x: np.ndarray, db_name: str = "") -> list[Any]:
     """Columnar insert requests of vecdr's batch size, as its restore sends them."""
     import pyarrow as pa
 
@@ -133,7 +159,7 @@ def _requests(name: str, ids: np.ndarray, x: np.ndarray) -> list[Any]:
     vector = FieldSpec("vector", "FLOAT_VECTOR", {"dim": x.shape[1]})
     rows = max(1, INSERT_BATCH_BYTES // (4 * x.shape[1] + 8))
     return [
-        wire.insert_request(name, "_default", "", len(ids[at : at + rows]), [
+        wire.insert_request(name, "_default", db_name, len(ids[at : at + rows]), [
             wire.encode(pa.array(ids[at : at + rows]), pk), wire.encode(vectors_to_arrow(x[at : at + rows]), vector)])
         for at in range(0, len(ids), rows)
     ]  # fmt: skip
@@ -166,7 +192,7 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
                      x[at : at + NAIVE_BATCH].tolist(), strict=True)] for at in range(0, len(x), NAIVE_BATCH)]
         schema = CollectionSchema([FieldSchema("id", DataType.INT64, is_primary=True),
                                    FieldSchema("vector", DataType.FLOAT_VECTOR, dim=x.shape[1])])
-        lite = MilvusLite(a["db"])
+        lite = MilvusLite(a["address"])
         t0, c0 = time.perf_counter(), cpu()
         col = lite.create_collection(a["collection"], schema)
         for rows in prebuilt:
@@ -180,11 +206,11 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
     elif action in ("setup", "naive", "ceiling_rows", "ceiling_requests"):
         x = np.load(a["x"], mmap_mode="r")
         ids = np.arange(len(x), dtype=np.int64)
-        client = _client(a["db"])
+        client = _client(a)
         name = a["collection"]
         if action == "setup":  # not measured: the original collection, loaded the fast way
             _create(client, name, x.shape[1], index=False)
-            _send(client, _requests(name, ids, np.asarray(x)))
+            _send(client, _requests(name, ids, np.asarray(x), a["db_name"]))
             client.flush(name)
             t0 = time.perf_counter()
             _index_and_load(client, name)
@@ -195,7 +221,7 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
             prebuilt = [[{"id": i, "vector": v} for i, v in zip(ids[at : at + NAIVE_BATCH].tolist(),
                          x[at : at + NAIVE_BATCH].tolist(), strict=True)] for at in range(0, len(x), NAIVE_BATCH)]
         elif action == "ceiling_requests":
-            prebuilt = _requests(name, ids, np.asarray(x))
+            prebuilt = _requests(name, ids, np.asarray(x), a["db_name"])
         t0, c0 = time.perf_counter(), cpu()
         _create(client, name, x.shape[1], index=False)
         if action == "naive":
@@ -223,15 +249,12 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
         from run import PhaseTimer
 
         import vecdr
-        from vecdr.backends.milvus.uri import endpoint
-
         timer = PhaseTimer()
-        address = endpoint(a["uri"].split("?", 1)[0], None, None, None).address
         # Connected (Milvus Lite started in this process) before the clock starts, as on the
         # naive side; a snapshot's collection loaded, as a served collection is.
-        client = _client(address)
+        client = _client(a)
         if action == "snapshot":
-            client.load_collection(COLLECTION)
+            client.load_collection(a["collection"])
         repo = vecdr.open_repository(a["repo"])
         t0, c0 = time.perf_counter(), cpu()
         if action == "snapshot":
@@ -252,12 +275,10 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
             if a.get("drop"):
                 client.drop_collection(a["drop"])
     elif action == "iterate":  # the baseline export: every row through pymilvus's iterator
-        from pymilvus import MilvusClient
-
-        client = MilvusClient(a["address"])
-        client.load_collection(COLLECTION)
+        client = _client(a)
+        client.load_collection(a["collection"])
         t0, c0 = time.perf_counter(), cpu()
-        it = client.query_iterator(COLLECTION, batch_size=a["batch"], output_fields=["id", "vector"])
+        it = client.query_iterator(a["collection"], batch_size=a["batch"], output_fields=["id", "vector"])
         rows = 0
         while page := it.next():
             rows += len(page)
@@ -267,16 +288,18 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
         out.update(seconds=time.perf_counter() - t0, cpu_seconds=cpu() - c0, rows=rows)
     elif action == "change":
         changes = np.load(a["changes"])
-        client = _client(a["db"])
+        client = _client(a)
+        name = a["collection"]
+
         def rows(ids: np.ndarray, x: np.ndarray) -> list[dict[str, Any]]:
             return [{"id": i, "vector": v} for i, v in zip(ids.tolist(), x.tolist(), strict=True)]
 
-        client.upsert(COLLECTION, rows(changes["update_ids"], changes["update_vectors"]))
-        client.insert(COLLECTION, rows(changes["insert_ids"], changes["insert_vectors"]))
-        client.delete(COLLECTION, ids=changes["delete_ids"].tolist())
-        client.flush(COLLECTION)
+        client.upsert(name, rows(changes["update_ids"], changes["update_vectors"]))
+        client.insert(name, rows(changes["insert_ids"], changes["insert_vectors"]))
+        client.delete(name, ids=changes["delete_ids"].tolist())
+        client.flush(name)
     elif action == "search":
-        client = _client(a["db"])
+        client = _client(a)
         queries = np.load(a["queries"]).tolist()
         for i, name in enumerate(a["collections"]):
             client.load_collection(name)
@@ -307,12 +330,14 @@ def run_worker(action: str, **args: Any) -> dict[str, Any]:
 # -- cases ------------------------------------------------------------------------------
 
 
-def case_snapshot(work: Path, db: str, repeats: int, figures: dict[str, Any], batch: int) -> dict[str, Any]:
-    """vecdr.snapshot vs pymilvus's query_iterator, each against a milvus-lite server process."""
+def case_snapshot(work: Path, where: Where, repeats: int, figures: dict[str, Any], batch: int) -> dict[str, Any]:
+    """vecdr.snapshot vs pymilvus's query_iterator, each against a server: on Milvus Lite, a
+    milvus-lite server process, so that the snapshot process's memory is vecdr's own."""
     import vecdr
     from vecdr.testing.milvus import start
 
-    server = start(db)  # the snapshot process's memory is then vecdr's own
+    server = start(where.address) if where.lite else None
+    served = Where(server.address, f"milvus://127.0.0.1:{server.port}", lite=False) if server else where
     snaps: list[dict[str, Any]] = []
     reads: list[dict[str, Any]] = []
     try:
@@ -320,17 +345,19 @@ def case_snapshot(work: Path, db: str, repeats: int, figures: dict[str, Any], ba
             def snap(rep: int = rep) -> None:
                 root = work / f"repo-{rep}"
                 vecdr.init(root)
-                snaps.append(run_worker("snapshot", repo=str(root), uri=server.uri(COLLECTION)))
+                snaps.append(run_worker("snapshot", repo=str(root), uri=served.uri(COLLECTION),
+                                        collection=served.name(COLLECTION), **served.args()))  # fmt: skip
 
             def read() -> None:
-                reads.append(run_worker("iterate", address=server.address, batch=batch))
+                reads.append(run_worker("iterate", collection=served.name(COLLECTION), batch=batch, **served.args()))
 
             for step in (snap, read) if rep % 2 == 0 else (read, snap):
                 step()
             log(f"snapshot rep {rep}: vecdr {snaps[-1]['seconds']:.2f}s ({snaps[-1]['peak_rss_mib']} MiB), "
                 f"query_iterator {reads[-1]['seconds']:.2f}s ({reads[-1]['peak_rss_mib']} MiB)")  # fmt: skip
     finally:
-        server.stop(remove=False)
+        if server:
+            server.stop(remove=False)
     for rep in range(1, repeats):
         shutil.rmtree(work / f"repo-{rep}")
     snap_t, read_t = [s["seconds"] for s in snaps], [r["seconds"] for r in reads]
@@ -343,24 +370,25 @@ def case_snapshot(work: Path, db: str, repeats: int, figures: dict[str, Any], ba
     rss = [s["peak_rss_mib"] for s in snaps]
     figure(figures, "milvus_snapshot_peak_rss_mib", max(rss),
            f"max of {len(rss)} samples' VmHWM: {rss} MiB, each a fresh Python process running vecdr.snapshot "
-           "against a milvus-lite server process")  # fmt: skip
+           f"against {'a milvus-lite server process' if where.lite else where.base}")  # fmt: skip
     return {"vecdr_snapshot": {**stats(snap_t), "rows_per_second": round(rows / min(snap_t), 1), "runs": snaps},
             "query_iterator": {**stats(read_t), "batch_size": batch, "runs": reads}}  # fmt: skip
 
 
-def case_incremental(work: Path, db: str, changes: Path, figures: dict[str, Any]) -> dict[str, Any]:
+def case_incremental(work: Path, where: Where, changes: Path, figures: dict[str, Any]) -> dict[str, Any]:
     full = json.loads((work / "repo-0" / "full.json").read_text())
-    run_worker("change", db=db, changes=str(changes))
-    inc = run_worker("snapshot", repo=str(work / "repo-0"), uri=f"milvus:{db}?collection={COLLECTION}")
+    run_worker("change", collection=where.name(COLLECTION), changes=str(changes), **where.args())
+    inc = run_worker("snapshot", repo=str(work / "repo-0"), uri=where.uri(COLLECTION),
+                     collection=where.name(COLLECTION), **where.args())  # fmt: skip
     figure(figures, "milvus_incremental_bytes_ratio", inc["bytes_written"] / full["bytes_written"],
            f"{inc['bytes_written']} bytes_written by the {inc['mode']} snapshot (+{inc['added']} ~{inc['changed']} "
            f"-{inc['deleted']}) / {full['bytes_written']} of the full one")  # fmt: skip
     return {"full": full, "incremental": inc}
 
 
-def case_restore(work: Path, db: str, x_path: Path, repeats: int, figures: dict[str, Any]) -> dict[str, Any]:
-    """vecdr.restore vs the naive restore, the two ingest ceilings and Milvus Lite's own ingest, every one
-    in every round, the order rotated round by round."""
+def case_restore(work: Path, where: Where, x_path: Path, repeats: int, figures: dict[str, Any]) -> dict[str, Any]:
+    """vecdr.restore vs the naive restore, the two ingest ceilings and (on Milvus Lite) its own ingest,
+    every one in every round, the order rotated round by round."""
     naive: list[dict[str, Any]] = []
     ours: list[dict[str, Any]] = []
     ceilings: dict[str, list[dict[str, Any]]] = {"prebuilt_rows": [], "prebuilt_requests": []}
@@ -368,44 +396,46 @@ def case_restore(work: Path, db: str, x_path: Path, repeats: int, figures: dict[
     kept = f"{COLLECTION}_restored"
     for rep in range(repeats):
         def base(rep: int = rep) -> None:
-            naive.append(run_worker("naive", db=db, collection=f"naive_{rep}", x=str(x_path)))
+            naive.append(run_worker("naive", collection=where.name(f"naive_{rep}"), x=str(x_path), **where.args()))
 
         def mine(rep: int = rep) -> None:
             name = kept if rep == repeats - 1 else f"vecdr_{rep}"
-            ours.append(run_worker("restore", repo=str(work / "repo-0"), uri=f"milvus:{db}?collection={name}",
-                                   drop=None if name == kept else name))  # fmt: skip
+            ours.append(run_worker("restore", repo=str(work / "repo-0"), uri=where.uri(name),
+                                   drop=None if name == kept else where.name(name), **where.args()))  # fmt: skip
 
         def rows() -> None:
-            ceilings["prebuilt_rows"].append(run_worker("ceiling_rows", db=db, collection="ceiling_rows",
-                                                        x=str(x_path)))  # fmt: skip
+            ceilings["prebuilt_rows"].append(run_worker("ceiling_rows", collection=where.name("ceiling_rows"),
+                                                        x=str(x_path), **where.args()))  # fmt: skip
 
         def requests() -> None:
-            ceilings["prebuilt_requests"].append(run_worker("ceiling_requests", db=db, collection="ceiling_requests",
-                                                            x=str(x_path)))  # fmt: skip
+            ceilings["prebuilt_requests"].append(run_worker("ceiling_requests", x=str(x_path),
+                                                            collection=where.name("ceiling_requests"),
+                                                            **where.args()))  # fmt: skip
 
         def embedded() -> None:
-            floor.append(run_worker("floor_embedded", db=db, collection="floor_embedded", x=str(x_path)))
+            floor.append(run_worker("floor_embedded", collection="floor_embedded", x=str(x_path), **where.args()))
 
-        steps = [base, mine, rows, requests, embedded]
+        steps = [base, mine, rows, requests] + ([embedded] if where.lite else [])
         for step in steps[rep % len(steps):] + steps[: rep % len(steps)]:
             step()
         log(f"restore rep {rep}: naive {naive[-1]['seconds']:.2f}s (rows {naive[-1]['rows_seconds']:.2f}s), "
             f"vecdr {ours[-1]['seconds']:.2f}s (rows {ours[-1]['rows_seconds']:.2f}s) {ours[-1]['phases']}; "
             f"pre-built rows {ceilings['prebuilt_rows'][-1]['rows_seconds']:.2f}s, pre-built requests "
-            f"{ceilings['prebuilt_requests'][-1]['rows_seconds']:.2f}s, Milvus Lite's own ingest "
-            f"{floor[-1]['rows_seconds']:.2f}s")
+            f"{ceilings['prebuilt_requests'][-1]['rows_seconds']:.2f}s"
+            + (f", Milvus Lite's own ingest {floor[-1]['rows_seconds']:.2f}s" if floor else ""))
     n_rows, o_rows = [r["rows_seconds"] for r in naive], [r["rows_seconds"] for r in ours]
     n_all, o_all = [r["seconds"] for r in naive], [r["seconds"] for r in ours]
     f_rows = [r["rows_seconds"] for r in floor]
+    own: dict[str, Any] = {} if not floor else {
+        "floor_ratio": round(min(f_rows) / min(n_rows), 6),
+        "floor_basis": f"best of {len(f_rows)}: {min(f_rows):.3f}s for Milvus Lite's own ingest alone (pre-built "
+                       f"rows through its embedded API, Collection.insert {NAIVE_BATCH} at a time, then flush: no "
+                       f"pymilvus, no gRPC) / {min(n_rows):.3f}s naive: no client can restore faster than this",
+    }  # fmt: skip
     figure(figures, "milvus_restore_rows_time_ratio", min(o_rows) / min(n_rows),
            f"best of {len(o_rows)}: {min(o_rows):.3f}s vecdr.restore rows in / {min(n_rows):.3f}s naive "
            f"(.tolist(), MilvusClient.insert {NAIVE_BATCH} at a time, flush)",
-           median_ratio=round(statistics.median(o_rows) / statistics.median(n_rows), 6),
-           floor_ratio=round(min(f_rows) / min(n_rows), 6),
-           floor_basis=f"best of {len(f_rows)}: {min(f_rows):.3f}s for Milvus Lite's own ingest alone (pre-built "
-                       f"rows through its embedded API, Collection.insert {NAIVE_BATCH} at a time, then flush: no "
-                       f"pymilvus, no gRPC) / {min(n_rows):.3f}s naive: "
-                       "no client can restore faster than this")  # fmt: skip
+           median_ratio=round(statistics.median(o_rows) / statistics.median(n_rows), 6), **own)  # fmt: skip
     figure(figures, "milvus_restore_total_time_ratio", min(o_all) / min(n_all),
            f"best of {len(o_all)}: {min(o_all):.3f}s whole vecdr.restore / {min(n_all):.3f}s whole naive restore "
            f"(index and load: vecdr {min(r['after_rows_seconds'] for r in ours):.1f}s, naive "
@@ -423,18 +453,19 @@ def case_restore(work: Path, db: str, x_path: Path, repeats: int, figures: dict[
             "vecdr_restore": {**stats(o_all), "rows_seconds": stats(o_rows), "runs": ours},
             "ceilings": {k: {"rows_seconds": stats([r["rows_seconds"] for r in runs]), "runs": runs}
                          for k, runs in ceilings.items()},
-            "milvus_lite_own_ingest": {"rows_seconds": stats(f_rows), "runs": floor},
+            **({"milvus_lite_own_ingest": {"rows_seconds": stats(f_rows), "runs": floor}} if floor else {}),
             "restored_collection": kept}  # fmt: skip
 
 
-def case_search(work: Path, db: str, truth_rows: tuple[np.ndarray, np.ndarray], queries: np.ndarray, ef: int,
+def case_search(work: Path, where: Where, truth_rows: tuple[np.ndarray, np.ndarray], queries: np.ndarray, ef: int,
                 restored: str, figures: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     import faiss
 
     np.save(work / "queries.npy", queries)
     outs = [str(work / "found-original.npy"), str(work / "found-restored.npy")]
-    described = run_worker("search", db=db, collections=[COLLECTION, restored], queries=str(work / "queries.npy"),
-                           ef=ef, out=outs)  # fmt: skip
+    original_name, restored = where.name(COLLECTION), where.name(restored)
+    described = run_worker("search", collections=[original_name, restored], queries=str(work / "queries.npy"),
+                           ef=ef, out=outs, **where.args())  # fmt: skip
     original, restored_ids = np.load(outs[0]), np.load(outs[1])
     ids, x = truth_rows
     exact = faiss.IndexIDMap(faiss.IndexFlatL2(x.shape[1]))
@@ -443,13 +474,13 @@ def case_search(work: Path, db: str, truth_rows: tuple[np.ndarray, np.ndarray], 
     pairs = list(zip(original.tolist(), restored_ids.tolist(), strict=True))
     same = sum(set(a) == set(b) for a, b in pairs)
     overlap = float(np.mean([len(set(a) & set(b)) / 10 for a, b in pairs]))
-    if described[COLLECTION] != described[restored]:
+    if described[original_name] != described[restored]:
         raise RuntimeError(f"the restored index differs: {described}")
     recall = {"original": round(recall_at_10(original, truth), 6),
               "restored": round(recall_at_10(restored_ids, truth), 6)}  # fmt: skip
     figure(figures, "milvus_top10_overlap", overlap,
            f"{len(pairs)} held-out queries, {same} with identical top-10 ids; "
-           f"{described[COLLECTION]['index_type']} {described[COLLECTION]['params']} on both, ef={ef}; "
+           f"{described[original_name]['index_type']} {described[original_name]['params']} on both, ef={ef}; "
            f"recall@10 {recall['restored']:.4f} restored, {recall['original']:.4f} original",
            identical_queries=same, recall_at_10_original=recall["original"],
            recall_at_10_restored=recall["restored"])  # fmt: skip
@@ -462,6 +493,33 @@ def figure(figures: dict[str, Any], name: str, value: float, basis: str, **extra
 
 
 # -- driver -----------------------------------------------------------------------------
+
+
+def _where(server: str | None, work: Path) -> Where:
+    if server is None:
+        folder = str(work / "bench.db")
+        return Where(folder, f"milvus:{folder}")
+    from vecdr.backends.milvus.uri import TOKEN_ENV, endpoint
+
+    if "?" in server:
+        raise SystemExit("--server takes milvus://host:port (and a database as /NAME), no query")
+    ep = endpoint(server, None, None, None)
+    if ep.lite_path is not None:
+        raise SystemExit(f"--server needs a server URI (milvus://host:port), not {server}")
+    if ep.token:  # the workers read it from the environment, never from their command line
+        os.environ[TOKEN_ENV] = ep.token
+    return Where(ep.address, ep.shown.split("?", 1)[0], ep.db, f"vecdr_bench_{uuid.uuid4().hex[:8]}_", lite=False)
+
+
+def _drop_collections(where: Where) -> None:
+    client = _client(where.args())
+    for name in client.list_collections():
+        if name.startswith(where.prefix):
+            client.drop_collection(name)
+
+
+def _server_version(where: Where) -> str:
+    return str(_client(where.args()).get_server_version())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -478,6 +536,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=None,
                    help="results JSON (default benchmarks/results/milvus.json; --quick: quick-milvus.json)")
     p.add_argument("--workdir", default=None, help="folder for the database and repositories (default: $TMPDIR)")
+    p.add_argument("--server", default=None, metavar="URI",
+                   help="measure on a Milvus server (milvus://host:19530, milvus+https://…; the token from "
+                        "VECDR_MILVUS_TOKEN) instead of Milvus Lite: collections named vecdr_bench_<random>_*, "
+                        "dropped at the end")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args(argv)
     args.rows = args.rows or (3_000 if args.quick else 100_000)
@@ -500,8 +562,8 @@ def main(argv: list[str] | None = None) -> int:
 
     record = RunRecord()
     work = Path(tempfile.mkdtemp(prefix="vecdr-milvusbench-", dir=args.workdir))
-    db = str(work / "bench.db")
-    log(f"work folder {work}, {args.rows} x {args.dim}")
+    where = _where(args.server, work)
+    log(f"work folder {work}, {args.rows} x {args.dim}, on {where.base}")
     figures: dict[str, Any] = {}
     cases: dict[str, Any] = {}
     try:
@@ -509,20 +571,22 @@ def main(argv: list[str] | None = None) -> int:
         np.save(work / "x.npy", x)
         changes = make_changes(args.rows, args.dim, args.change_fraction, args.seed)
         np.savez(work / "changes.npz", **changes)
-        cases["setup"] = run_worker("setup", db=db, collection=COLLECTION, x=str(work / "x.npy"))
+        cases["setup"] = run_worker("setup", collection=where.name(COLLECTION), x=str(work / "x.npy"), **where.args())
         log(f"original collection: HNSW {HNSW} built and loaded in {cases['setup']['index_and_load_seconds']:.1f}s")
-        cases["snapshot"] = case_snapshot(work, db, args.repeats, figures, batch=1000)
+        cases["snapshot"] = case_snapshot(work, where, args.repeats, figures, batch=1000)
         (work / "repo-0" / "full.json").write_text(json.dumps(cases["snapshot"]["vecdr_snapshot"]["runs"][0]))
-        cases["incremental"] = case_incremental(work, db, work / "changes.npz", figures)
-        cases["restore"] = case_restore(work, db, work / "x.npy", args.repeats, figures)
+        cases["incremental"] = case_incremental(work, where, work / "changes.npz", figures)
+        cases["restore"] = case_restore(work, where, work / "x.npy", args.repeats, figures)
         # The original as it is now: 1% updated, inserted and deleted.
         keep = ~np.isin(np.arange(args.rows), changes["delete_ids"])
         x[changes["update_ids"]] = changes["update_vectors"]
         now = (np.concatenate([np.arange(args.rows)[keep], changes["insert_ids"]]),
                np.concatenate([x[keep], changes["insert_vectors"]]))  # fmt: skip
-        cases["search"] = case_search(work, db, now, queries, args.ef, cases["restore"]["restored_collection"],
+        cases["search"] = case_search(work, where, now, queries, args.ef, cases["restore"]["restored_collection"],
                                       figures)  # fmt: skip
     finally:
+        if not where.lite:
+            _drop_collections(where)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -532,11 +596,12 @@ def main(argv: list[str] | None = None) -> int:
         "data": make_data.__doc__.split("\n\n")[1].replace("\n", " ").strip(),
         "collection": f"{COLLECTION} (id INT64 primary key, vector FLOAT_VECTOR({args.dim})), "
                       f"HNSW {HNSW} {METRIC}",
-        "milvus": f"milvus-lite {milvus_lite.__version__} (pure Python) through pymilvus {pymilvus.__version__}",
+        "milvus": (f"milvus-lite {milvus_lite.__version__} (pure Python)" if where.lite else
+                   f"the server {where.base} ({_server_version(where)})") + f" through pymilvus {pymilvus.__version__}",
         "timing": "wall clock around the measured call inside a fresh child process (process_seconds: the "
-                  "whole child). Restores and the naive side use milvus:PATH.db (Milvus Lite in the child); "
-                  "snapshots and the query_iterator baseline a milvus-lite server process. Samples alternate; "
-                  "ratios use the best sample of each side, medians reported beside.",
+                  "whole child). On Milvus Lite, restores and the naive side use milvus:PATH.db (Milvus Lite "
+                  "in the child); snapshots and the query_iterator baseline a milvus-lite server process. "
+                  "Samples alternate; ratios use the best sample of each side, medians reported beside.",
         "peak_rss": "VmHWM from /proc/self/status at the end of the child (not ru_maxrss, which Linux carries "
                     "from the parent across fork and exec)",
         "workdir": str(work.parent),
