@@ -7,7 +7,8 @@ One Milvus Lite database (``milvus-lite`` 3, pure Python), one collection
 
 - ``vecdr.restore`` against a naive restore (rows converted with ``.tolist()`` and
   inserted through ``MilvusClient.insert`` 1,000 at a time, then the same index and
-  load), and against the ingest ceiling (pre-built rows, pre-built insert requests);
+  load), against the ingest ceiling (pre-built rows, pre-built insert requests) and
+  against Milvus Lite's own ingest alone (pre-built rows through its embedded API);
 - ``vecdr.snapshot`` time and peak RSS against reading every row through pymilvus's
   ``query_iterator``; the bytes of a diff snapshot after 1% of the rows changed;
 - top-10 ids of held-out queries on the restored collection against the original's.
@@ -16,8 +17,9 @@ Every measured call runs in a fresh child process (``--worker``), so its memory 
 its own: Milvus Lite allows one process per database, and in a ``milvus:PATH.db``
 child the database is served in that process.
 
-    .venv/bin/python benchmarks/milvus.py            # 100k x 384, about 15 min on 2 cores
+    .venv/bin/python benchmarks/milvus.py            # 100k x 384, about 12-25 min on 2 cores
     .venv/bin/python benchmarks/milvus.py --quick    # 3k x 32 smoke test, well under a minute
+    .venv/bin/python benchmarks/milvus.py --server milvus://host:19530   # the same on a Milvus server
 
 See benchmarks/README.md for what each figure means.
 """
@@ -534,7 +536,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--change-fraction", type=float, default=0.01, help="rows changed before the incremental")
     p.add_argument("--quick", action="store_true", help="3k x 32 smoke test")
     p.add_argument("--out", default=None,
-                   help="results JSON (default benchmarks/results/milvus.json; --quick: quick-milvus.json)")
+                   help="results JSON (default benchmarks/results/milvus.json, with --server milvus-server.json; "
+                        "--quick: quick-milvus.json, quick-milvus-server.json)")
     p.add_argument("--workdir", default=None, help="folder for the database and repositories (default: $TMPDIR)")
     p.add_argument("--server", default=None, metavar="URI",
                    help="measure on a Milvus server (milvus://host:19530, milvus+https://…; the token from "
@@ -547,7 +550,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if args.quick else 2)
     if args.quick:
         args.queries = min(args.queries, 50)
-    args.out = Path(args.out or HERE / "results" / ("quick-milvus.json" if args.quick else "milvus.json"))
+    default = "milvus-server.json" if args.server else "milvus.json"
+    args.out = Path(args.out or HERE / "results" / (f"quick-{default}" if args.quick else default))
     return args
 
 
