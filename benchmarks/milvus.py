@@ -129,6 +129,16 @@ def _client(a: dict[str, Any]) -> Any:
     return MilvusClient(uri=a["address"], token=os.environ.get(TOKEN_ENV, ""), db_name=a.get("db_name", ""))
 
 
+def _rows(ids: np.ndarray, x: np.ndarray) -> list[dict[str, Any]]:
+    """Rows as a naive client builds them: ``.tolist()`` vectors in dicts."""
+    return [{"id": i, "vector": v} for i, v in zip(ids.tolist(), x.tolist(), strict=True)]
+
+
+def _row_batches(ids: np.ndarray, x: np.ndarray) -> list[list[dict[str, Any]]]:
+    """:func:`_rows` of every ``NAIVE_BATCH`` rows, built ahead (the ingest ceilings)."""
+    return [_rows(ids[at : at + NAIVE_BATCH], x[at : at + NAIVE_BATCH]) for at in range(0, len(x), NAIVE_BATCH)]
+
+
 def _create(client: Any, name: str, d: int, index: bool) -> None:
     from pymilvus import DataType, MilvusClient
 
@@ -190,8 +200,7 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
 
         x = np.load(a["x"], mmap_mode="r")
         ids = np.arange(len(x), dtype=np.int64)
-        prebuilt = [[{"id": i, "vector": v} for i, v in zip(ids[at : at + NAIVE_BATCH].tolist(),
-                     x[at : at + NAIVE_BATCH].tolist(), strict=True)] for at in range(0, len(x), NAIVE_BATCH)]
+        prebuilt = _row_batches(ids, x)
         schema = CollectionSchema([FieldSchema("id", DataType.INT64, is_primary=True),
                                    FieldSchema("vector", DataType.FLOAT_VECTOR, dim=x.shape[1])])
         lite = MilvusLite(a["address"])
@@ -220,17 +229,14 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
             return out
         prebuilt: Any = None
         if action == "ceiling_rows":
-            prebuilt = [[{"id": i, "vector": v} for i, v in zip(ids[at : at + NAIVE_BATCH].tolist(),
-                         x[at : at + NAIVE_BATCH].tolist(), strict=True)] for at in range(0, len(x), NAIVE_BATCH)]
+            prebuilt = _row_batches(ids, x)
         elif action == "ceiling_requests":
             prebuilt = _requests(name, ids, np.asarray(x), a["db_name"])
         t0, c0 = time.perf_counter(), cpu()
         _create(client, name, x.shape[1], index=False)
         if action == "naive":
             for at in range(0, len(x), NAIVE_BATCH):
-                rows = [{"id": i, "vector": v} for i, v in zip(ids[at : at + NAIVE_BATCH].tolist(),
-                                                               x[at : at + NAIVE_BATCH].tolist(), strict=True)]
-                client.insert(name, rows)
+                client.insert(name, _rows(ids[at : at + NAIVE_BATCH], x[at : at + NAIVE_BATCH]))
         elif action == "ceiling_rows":
             for rows in prebuilt:
                 client.insert(name, rows)
@@ -292,12 +298,8 @@ def worker(action: str, a: dict[str, Any]) -> dict[str, Any]:
         changes = np.load(a["changes"])
         client = _client(a)
         name = a["collection"]
-
-        def rows(ids: np.ndarray, x: np.ndarray) -> list[dict[str, Any]]:
-            return [{"id": i, "vector": v} for i, v in zip(ids.tolist(), x.tolist(), strict=True)]
-
-        client.upsert(name, rows(changes["update_ids"], changes["update_vectors"]))
-        client.insert(name, rows(changes["insert_ids"], changes["insert_vectors"]))
+        client.upsert(name, _rows(changes["update_ids"], changes["update_vectors"]))
+        client.insert(name, _rows(changes["insert_ids"], changes["insert_vectors"]))
         client.delete(name, ids=changes["delete_ids"].tolist())
         client.flush(name)
     elif action == "search":
