@@ -45,6 +45,9 @@ ADD_BATCH_ROWS = 32768
 #: Index built when restoring a snapshot whose spec is not a FAISS one (cross-engine).
 DEFAULT_FACTORY = "HNSW32,Flat"
 
+#: Why rows cannot go into an index without an id map (its vectors are numbered by position).
+NOT_POSITIONS = "ids of an index without an id map must be 0…n-1"
+
 
 def _table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int64()), "vector": vectors_to_arrow(vectors)})
@@ -515,7 +518,7 @@ class FaissTarget(Target):
         """Rows of a flat index without an id map, each written at the position of its id."""
         seen = self._ids
         if len(ids) and (ids.min() < 0 or ids.max() >= len(seen) or seen[ids].any()):
-            raise TargetError("ids of an index without an id map must be 0…n-1")
+            raise TargetError(NOT_POSITIONS)
         seen[ids] = True
         at = 0
         for vectors in chunks:
@@ -596,7 +599,7 @@ class FaissTarget(Target):
                 elif self._filled != len(self._ids):
                     raise TargetError(f"built {self._filled} vectors, expected {len(self._ids)}")
                 elif not bool(self._ids.all()):  # an id came twice, so another never did
-                    raise TargetError("ids of an index without an id map must be 0…n-1")
+                    raise TargetError(NOT_POSITIONS)
                 else:
                     fi.publish_flat(self.index, self._filled)
                 self._ids = self._vectors = None
@@ -606,7 +609,7 @@ class FaissTarget(Target):
                     order = np.argsort(ids)
                     ids, vectors = ids[order], vectors[order]
                 if self._plain and not np.array_equal(ids, np.arange(len(ids))):
-                    raise TargetError("ids of an index without an id map must be 0…n-1")
+                    raise TargetError(NOT_POSITIONS)
                 started = time.perf_counter()
                 if self._gpu is not None and self._gpu.builds_graph and self._gpu.build_graph(
                     self.index, ids, vectors, self._plain
