@@ -350,9 +350,11 @@ def guarded() -> Iterator[tuple[LocalS3, dict[str, tuple[str, str]]]]:
         users = {
             "rw": iam_user(server, "writer", {"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}),
+            # Read-only as AWS's AmazonS3ReadOnlyAccess words it, with Head* for the moto releases
+            # that check a HEAD against its operation name; List* covers both s3:ListBucket (AWS)
+            # and s3:ListObjectsV2 (what moto 5.2.6 checks a listing against).
             "ro": iam_user(server, "reader", {"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject"],
-                 "Resource": "*"}]}),
+                {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Head*"], "Resource": "*"}]}),
         }
         assert bucket == "guarded"
         yield server, users
