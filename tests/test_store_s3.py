@@ -51,9 +51,9 @@ def index_of(n: int, seed: int, start_id: int = 0) -> faiss.Index:
     return index
 
 
-def bucket_keys(s3: LocalS3, url: str) -> list[str]:
+def bucket_keys(s3: LocalS3, url: str, user: tuple[str, str] = ("", "")) -> list[str]:
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    pages = s3.client(*user).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
 
 
@@ -387,6 +387,34 @@ def test_wrong_credentials_and_denied_writes(guarded: tuple[LocalS3, dict[str, t
            "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
     line = assert_one_line_error(cli("snapshots", url, env=env))
     assert "not-the-secret" not in line
+
+
+def test_read_only_credentials_restore_verify_and_drill_but_write_nothing(
+    guarded: tuple[LocalS3, dict[str, tuple[str, str]]], tmp_path: Path
+) -> None:
+    """A DR host given only read access recovers and measures; nothing it does writes."""
+    server, users = guarded
+    url = f"s3://guarded/{uuid.uuid4().hex[:8]}"
+    options = {"endpoint_url": server.endpoint, "region": "us-east-1"}
+    source = index_of(300, 12)
+    first = vecdr.snapshot(vecdr.init(url, {**options, "key": users["rw"][0], "secret": users["rw"][1]}), source)
+    before = bucket_keys(server, url, users["rw"])
+    reader = vecdr.open_repository(url, {**options, "key": users["ro"][0], "secret": users["ro"][1]})
+
+    restored = vecdr.restore(reader, f"faiss:{tmp_path / 'restored.faiss'}")
+    assert (restored.snapshot, restored.rows) == (first.snapshot, 300)
+    assert_same_rows(faiss_rows(faiss.read_index(str(tmp_path / "restored.faiss"))), faiss_rows(source))
+    assert vecdr.verify(reader, read_data=True).ok
+    assert vecdr.drill(reader, record=False).rows_restored == 300
+    with pytest.raises(StoreAccessError, match=r"the drill ran \(passed, RTO .*\(--no-record\)"):
+        vecdr.drill(reader)
+    env = {"AWS_ACCESS_KEY_ID": users["ro"][0], "AWS_SECRET_ACCESS_KEY": users["ro"][1],
+           "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    drilled = cli("drill", "--no-record", "--json", url, env=env)
+    assert drilled.returncode == 0, drilled.stderr
+    assert json.loads(drilled.stdout)["history_key"] is None
+    assert_one_line_error(cli("drill", url, env=env), "--no-record")
+    assert bucket_keys(server, url, users["rw"]) == before
 
 
 # -- locks ---------------------------------------------------------------------------------

@@ -418,6 +418,9 @@ def drill_cmd(
         float | None, typer.Option("--min-recall", min=0, max=1, help="Quality floor: restored/live recall.")
     ] = None,
     report: Annotated[str | None, typer.Option("--report", help="Also write a Markdown report here.")] = None,
+    no_record: Annotated[
+        bool, typer.Option("--no-record", help="Keep no record of the drill in the repository (read-only credentials).")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Restore a snapshot into a scratch target, measure RTO, RPO, rows and recall, clean up."""
@@ -429,7 +432,7 @@ def drill_cmd(
         base = loaded.objectives(collection or vecdr._drill_collection(vecdr.open_repository(repo), snapshot))
         objectives = base.overridden_by(objectives)
     result = vecdr.drill(repo, snapshot, collection=collection, target=target, objectives=objectives,
-                         reporter=output.reporter(as_json))
+                         record=not no_record, reporter=output.reporter(as_json))
     if report:
         output.write_text(report, output.drill_markdown(result))
     if as_json:

@@ -15,7 +15,8 @@ The drill measures what a real recovery would achieve:
 The scratch target is the production engine's by default (a temporary FAISS file,
 a scratch table next to the PostgreSQL source, a scratch Milvus collection), or
 any target URI. It is dropped afterwards, even when the drill fails. Each drill is
-appended to the repository's drill history.
+appended to the repository's drill history, unless asked not to: a drill with
+read-only credentials restores and measures, but cannot record.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from vecdr.backends.base import Target
 from vecdr.backends.registry import open_target
 from vecdr.engines.quality import exact_top_k, recall
 from vecdr.engines.restore import open_snapshot, restore
+from vecdr.errors import StoreAccessError
 from vecdr.format.manifest import Manifest
 from vecdr.format.quality import decode_quality
 from vecdr.policy import Objectives
@@ -159,8 +161,15 @@ def drill(
     if objectives.min_recall is not None and result.recall_ratio is None:
         result.checks[-1] = Check("recall_ratio", None, objectives.min_recall, False)  # a floor nothing can meet
     if record:
-        result.history_key = record_drill(repo.store, {k: v for k, v in result.to_dict().items()
-                                                       if k != "history_key"})
+        try:
+            result.history_key = record_drill(repo.store, {k: v for k, v in result.to_dict().items()
+                                                           if k != "history_key"})
+        except StoreAccessError as exc:
+            outcome = "passed" if result.passed else "failed"
+            raise StoreAccessError(
+                f"{exc}; the drill ran ({outcome}, RTO {result.rto_seconds:.1f}s) but its record was not "
+                "written: with read-only credentials, drill without recording (--no-record)"
+            ) from exc
     return result
 
 
