@@ -13,10 +13,13 @@ The drill measures what a real recovery would achieve:
   what the quality floor judges) and the share of the live index's answers found.
 
 The scratch target is the production engine's by default (a temporary FAISS file,
-a scratch table next to the PostgreSQL source, a scratch Milvus collection), or
-any target URI. It is dropped afterwards, even when the drill fails. Each drill is
-appended to the repository's drill history, unless asked not to: a drill with
-read-only credentials restores and measures, but cannot record.
+a scratch table next to the PostgreSQL source, a scratch Milvus collection, each
+under a fresh unique name), or any target URI that does not exist yet: a drill
+refuses a target that exists, since it drops its target afterwards and must drop
+only what it created. It drops it once the restore has published it, even when
+judging it fails; a restore that fails cleans up after itself and the drill drops
+nothing. Each drill is appended to the repository's drill history, unless asked
+not to: a drill with read-only credentials restores and measures, but cannot record.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from vecdr.backends.base import Target
 from vecdr.backends.registry import open_target
 from vecdr.engines.quality import exact_top_k, recall
 from vecdr.engines.restore import open_snapshot, restore
-from vecdr.errors import StoreAccessError
+from vecdr.errors import StoreAccessError, TargetExistsError
 from vecdr.format.manifest import Manifest
 from vecdr.format.quality import decode_quality
 from vecdr.policy import Objectives
@@ -93,11 +96,28 @@ class DrillResult:
 
 
 def scratch_target(manifest: Manifest, uri: str | None, folder: str) -> Target:
-    """Where a drill restores to: ``uri``, or a scratch place of the production engine."""
+    """Where a drill restores to: ``uri``, or a scratch place of the production engine.
+
+    Either way the target does not exist yet (:class:`TargetExistsError` otherwise):
+    the drill drops it afterwards, and it drops only what it created.
+    """
     if uri is not None:
-        return open_target(uri)
+        target = open_target(uri)
+        if target.exists():
+            raise TargetExistsError(
+                f"{uri} already exists; a drill restores only into a target it creates and drops "
+                "afterwards: name one that does not exist, or leave --target out for a scratch one"
+            )
+        return target
+    for _ in range(8):
+        target = _scratch(manifest, f"vecdr_drill_{uuid.uuid4().hex[:12]}", folder)
+        if not target.exists():
+            return target
+    raise TargetExistsError(f"no free scratch name next to {target.uri}")
+
+
+def _scratch(manifest: Manifest, scratch: str, folder: str) -> Target:
     source = manifest.source.get("uri") or ""
-    scratch = f"vecdr_drill_{uuid.uuid4().hex[:8]}"
     option = {"pgvector": "table", "milvus": "collection"}.get(manifest.source.get("backend", ""))
     if option and "?" in source:
         base, _, query = source.partition("?")
@@ -130,11 +150,16 @@ def drill(
     started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     manifest = open_snapshot(repo, ref, collection, reporter=reporter)
     folder = tempfile.mkdtemp(prefix="vecdr-drill-")
-    scratch = scratch_target(manifest, target, folder)
     try:
+        scratch = scratch_target(manifest, target, folder)
         t0 = time.perf_counter()
+        # A failed restore removes what it made itself; a target it refused is not ours.
         restored = restore(repo, scratch, manifest.snapshot, collection=manifest.collection, reporter=reporter)
         rto = time.perf_counter() - t0
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    try:
         result = DrillResult(
             snapshot=manifest.snapshot, collection=manifest.collection, target=scratch.uri,
             started_at=started_at, rto_seconds=round(rto, 6), rto_phases=_rto_phases(restored.phases, rto),
