@@ -485,10 +485,10 @@ def test_tracked_index_file_with_its_journal(repo: vecdr.Repository, tmp_path: P
     path = tmp_path / "index.faiss"
     tracked = vecdr.faiss.TrackedIndex(faiss.IndexIDMap2(faiss.IndexFlatL2(D)), f"{path}.journal")
     tracked.add_with_ids(vectors, ids)
-    faiss.write_index(tracked.index, str(path))
+    tracked.save(path)
     first = vecdr.snapshot(repo, f"faiss:{path}")
     tracked.remove_ids(ids[:7])
-    faiss.write_index(tracked.index, str(path))
+    tracked.save(path)
     second = vecdr.snapshot(repo, f"faiss:{path}")
     assert first.collection == second.collection == "index"
     assert second.mode == "tracked"

@@ -209,7 +209,7 @@ def test_cli_drill_table_json_report_and_exit_status(repo: vecdr.Repository, tmp
 def test_status_reports_ages_pending_changes_and_writes_a_textfile(repo: vecdr.Repository, tmp_path: Path) -> None:
     tracked = TrackedIndex(faiss.IndexIDMap2(faiss.IndexFlatL2(D)), tmp_path / "live.faiss.journal")
     tracked.add_with_ids(DATA[:300], np.arange(300))
-    faiss.write_index(tracked.index, str(tmp_path / "live.faiss"))
+    tracked.save(tmp_path / "live.faiss")
     vecdr.snapshot(repo, f"faiss:{tmp_path / 'live.faiss'}", collection="live")
     vecdr.snapshot(repo, hnsw(200), collection="other")
     policy = tmp_path / "vecdr.toml"
@@ -222,7 +222,7 @@ def test_status_reports_ages_pending_changes_and_writes_a_textfile(repo: vecdr.R
     assert rows["planned"].snapshots == 0 and rows["planned"].rpo_met is False
     tracked.add_with_ids(DATA[300:310], np.arange(300, 310))
     tracked.remove_ids(np.arange(5))
-    faiss.write_index(tracked.index, str(tmp_path / "live.faiss"))
+    tracked.save(tmp_path / "live.faiss")
     live = {r.collection: r for r in vecdr.status(repo, policy)}["live"]
     assert live.pending_changes == 15 and live.rpo_seconds == live.snapshot_age_seconds
     text = prometheus_text(list(rows.values()))

@@ -24,6 +24,7 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   ├── DuplicateIdError
     │   ├── NonFiniteVectorError
     │   ├── LossyIndexError
+    │   ├── JournalDamagedError          (a change journal record fails its check: snapshot with --mode diff)
     │   └── SchemaError
     ├── TargetError
     │   ├── TargetExistsError            (FileExistsError)
@@ -117,6 +118,19 @@ class EncryptionUnavailableError(EncryptionError, ImportError):
 
 class SourceError(VecdrError, ValueError):
     """The data offered for a snapshot is unusable."""
+
+
+class JournalDamagedError(SourceError):
+    """A change journal holds a damaged record: the changes after it cannot be trusted.
+
+    ``path`` names the damaged log; ``upto`` is the journal position that was being
+    read, so a snapshot that does not need the changes can still trim past them.
+    """
+
+    def __init__(self, message: str, path: str | None = None, upto: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.upto = upto
 
 
 class DimensionMismatchError(SourceError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +52,18 @@ class SourceInfo:
 
 @dataclass(slots=True)
 class ChangeSet:
-    """Changes a tracked source recorded since snapshot ``base`` (``None``: since creation)."""
+    """Changes a tracked source recorded since snapshot ``base`` (``None``: since creation).
+
+    ``token`` says how far the changes go, for :meth:`Source.committed` to trim the
+    journal to (``None``: trim nothing). ``problem``, when set, says why the changes
+    cannot be used: the snapshot then compares every row, or refuses.
+    """
 
     base: str | None
     upserts: pa.Table
     deletes: pa.Array
     token: Any = None
+    problem: Exception | None = None
 
 
 class Source(ABC):
@@ -101,6 +108,11 @@ class Source(ABC):
 
     def committed(self, snapshot: str, changes: ChangeSet | None) -> None:
         """Called after snapshot ``snapshot`` is committed (tracked sources trim their journal)."""
+
+    def pinned(self) -> AbstractContextManager[None]:
+        """Held for the whole snapshot: a source that changes in this process keeps still
+        inside it, so row count, changes and scan are one point in time."""
+        return nullcontext()
 
     def artifacts(self, with_index: bool) -> dict[str, tuple[bytes, str]]:
         """Extra state to keep, as ``{name: (bytes, extension)}``: trained state, native index."""

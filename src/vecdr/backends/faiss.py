@@ -9,8 +9,10 @@ URIs: ``faiss:PATH`` (an index written by ``faiss.write_index``). Options after
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,11 @@ from vecdr.backends import faiss_gpu
 from vecdr.backends import faiss_index as fi
 from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
 from vecdr.backends.faiss_add import add_vectors
-from vecdr.backends.journal import Journal
+from vecdr.backends.journal import Journal, file_identity
 from vecdr.durable import publish
 from vecdr.errors import (
     DimensionMismatchError,
+    JournalDamagedError,
     LossyIndexError,
     SchemaError,
     SourceError,
@@ -78,6 +81,23 @@ def _load_embeddings(path: str, ids: np.ndarray, dimension: int) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32)
 
 
+def _read_stable(path: Path) -> tuple[faiss.Index, dict[str, int]]:
+    """The index in ``path`` and the identity of the file it was read from, checked
+    unchanged across the read: a file saved again meanwhile is read again."""
+    for attempt in range(6):
+        before = file_identity(path)
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            if file_identity(path) != before:
+                continue
+            raise SourceError(f"{path} is not a FAISS index file") from exc
+        if file_identity(path) == before:
+            return index, before
+        time.sleep(0.05 * attempt)
+    raise SourceError(f"{path} kept changing while it was read; snapshot it when its writer pauses")
+
+
 def _sequential_ids(index: faiss.Index) -> np.ndarray:
     """Ids in the order embeddings are expected: insertion order, or ascending for IVF."""
     inner, id_map, _ = fi.unwrap(index)
@@ -99,20 +119,23 @@ class FaissSource(Source):
         name: str | None = None,
         uri: str | None = None,
     ) -> None:
+        #: The file read and its identity: its journaled changes are those below the
+        #: position recorded when it was saved (TrackedIndex.save).
+        self._file: tuple[Path, dict[str, int]] | None = None
+        self._pin: Any = nullcontext
         if isinstance(index, str | os.PathLike):
             path = Path(index)
             if not path.is_file():
                 raise SourceError(f"no FAISS index at {path}")
-            try:
-                index = faiss.read_index(str(path))
-            except RuntimeError as exc:
-                raise SourceError(f"{path} is not a FAISS index file") from exc
+            index, identity = _read_stable(path)
+            self._file = (path, identity)
             name = name or path.stem
             uri = uri or f"faiss:{path}"
             if journal is None and Journal.exists_at(f"{path}.journal"):
                 journal = f"{path}.journal"
         if isinstance(index, TrackedIndex):
             journal = journal or index.journal
+            self._pin = index.frozen
             index = index.index
         super().__init__(uri or "faiss:<memory>")
         self.index = index
@@ -177,10 +200,29 @@ class FaissSource(Source):
         _, labels = self.index.search(sample, k)
         return QualitySample(sample, [[int(x) for x in row if x >= 0] for row in labels], k, metric)
 
+    def pinned(self) -> AbstractContextManager[None]:
+        # A TrackedIndex of this process: its writers wait while the snapshot reads it.
+        return self._pin()  # type: ignore[no-any-return]
+
     def changes(self) -> ChangeSet | None:
         if self.journal is None:
             return None
-        state = self.journal.read()
+        upto = None
+        if self._file is not None:
+            path, identity = self._file
+            upto = self._saved_position(identity)
+            if upto is None:
+                return self._unusable(None, SourceError(
+                    f"{path} was not saved through TrackedIndex.save, or was changed since, so which "
+                    "journaled changes it holds is unknown: comparing every row, and keeping the journal"))
+        try:
+            state = self.journal.read(upto)
+        except JournalDamagedError as exc:
+            return self._unusable(exc.upto, exc)
+        if state.behind:
+            return self._unusable(None, SourceError(
+                f"{self.uri} was saved before the changes the latest snapshot holds: comparing every row, "
+                "and keeping the journal"))
         return ChangeSet(
             base=state.base,
             upserts=_table(state.upsert_ids, state.upsert_vectors.reshape(-1, self.index.d)),
@@ -188,8 +230,26 @@ class FaissSource(Source):
             token=state.upto,
         )
 
+    def _saved_position(self, identity: dict[str, int]) -> int | None:
+        assert self.journal is not None
+        position = self.journal.saved_at(identity)
+        # A save records the file's position just after publishing it: a file a moment
+        # old may be waiting for its record.
+        for _ in range(10):
+            if position is not None or time.time_ns() - identity["mtime_ns"] > 1_000_000_000:
+                break
+            time.sleep(0.05)
+            position = self.journal.saved_at(identity)
+        return position
+
+    def _unusable(self, upto: int | None, problem: Exception) -> ChangeSet:
+        assert self.journal is not None
+        empty = _table(np.empty(0, np.int64), np.empty((0, self.index.d), np.float32))
+        return ChangeSet(self.journal.base, empty, pa.array([], pa.int64()), token=upto, problem=problem)
+
     def committed(self, snapshot: str, changes: ChangeSet | None) -> None:
-        if self.journal is not None and changes is not None:
+        # Trimmed only up to what the snapshot holds: the position read, never further.
+        if self.journal is not None and changes is not None and changes.token is not None:
             self.journal.trim(snapshot, changes.token)
 
     def artifacts(self, with_index: bool) -> dict[str, tuple[bytes, str]]:
@@ -223,6 +283,9 @@ class TrackedIndex:
             )
         self.index = index
         self.journal = journal if isinstance(journal, Journal) else Journal(journal, index.d)
+        # Each change is journaled and applied under this lock, and a snapshot of this
+        # index holds it (frozen): what it reads is one point in the index's history.
+        self._lock = threading.RLock()
         # Changes are journaled before the index applies them, so an operation the
         # index cannot do must be refused before it reaches the journal.
         try:
@@ -260,25 +323,44 @@ class TrackedIndex:
 
     def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
         x, ids = self._check(x, ids)
-        self.journal.upsert(ids, x)
-        self.index.add_with_ids(x, ids)
+        with self._lock:
+            self.journal.upsert(ids, x)
+            self.index.add_with_ids(x, ids)
 
     def remove_ids(self, ids: np.ndarray) -> int:
         self._check_removable()
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        self.journal.delete(ids)
-        return int(self.index.remove_ids(ids))
+        with self._lock:
+            self.journal.delete(ids)
+            return int(self.index.remove_ids(ids))
 
     def upsert(self, x: np.ndarray, ids: np.ndarray) -> None:
         """Insert or overwrite the vectors of ``ids``."""
         x, ids = self._check(x, ids)
         self._check_removable()
-        self.journal.upsert(ids, x)
-        self.index.remove_ids(ids)
-        self.index.add_with_ids(x, ids)
+        with self._lock:
+            self.journal.upsert(ids, x)
+            self.index.remove_ids(ids)
+            self.index.add_with_ids(x, ids)
 
     def search(self, x: np.ndarray, k: int, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(x, k, **kwargs)  # type: ignore[no-any-return]
+        with self._lock:
+            return self.index.search(x, k, **kwargs)  # type: ignore[no-any-return]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to ``path`` (atomically) and record in the journal which changes
+        the file holds, so ``vecdr snapshot REPO faiss:PATH`` from another process can use
+        the journal safely: the changes made after this save stay for a later snapshot."""
+        with self._lock:
+            position = self.journal.rotate()
+            write_index_atomic(self.index, Path(path))
+            self.journal.record_saved(path, position)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """No change gets in while this is held (a snapshot of this index holds it)."""
+        with self._lock:
+            yield
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.index, name)

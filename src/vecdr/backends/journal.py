@@ -3,16 +3,25 @@
 A journal is a folder::
 
     BASE            {"base": <snapshot id or null>, "first": <first live log number>}
+    SAVED           where index files saved through the journal's index stand in it
     000001.log      records appended, fsync'd, one per change call
     000002.log      …
     LOCK            flock'd by every append, rotation and trim
 
-A snapshot calls :meth:`Journal.read`, which rotates to a fresh log and returns
-what the closed logs hold; only after the snapshot's commit does
-:meth:`Journal.trim` move ``BASE`` past them. A crash anywhere in between loses
-nothing: the logs are still there and the next snapshot reads them again.
-Records carry the vectors, so a tracked snapshot never reads the index, and a
-torn record at the tail of a log (a crash mid-append) is ignored.
+A log number is a position in the index's history: the logs numbered below ``n``
+hold every change made before position ``n``. A snapshot reads the logs below a
+position (:meth:`Journal.read`): below a fresh one it rotates to, for an index in
+this process, or below the position recorded for a saved index file
+(:meth:`Journal.saved_at`). Only after the snapshot's commit does
+:meth:`Journal.trim` move ``BASE`` to that position, never past it, so a crash
+anywhere in between loses nothing, and changes newer than what a snapshot holds
+stay for the next one.
+
+Records carry the vectors, so a tracked snapshot never reads the index. Each
+writer starts a log of its own, so a record torn by a crash mid-append can only be
+the last one of its log, and is ignored there; a record that fails its checksum
+anywhere else is damage, and reading the journal fails (:class:`JournalDamagedError`)
+instead of silently dropping what follows it.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import fcntl
 import json
 import os
 import struct
+import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,11 +40,21 @@ from pathlib import Path
 import numpy as np
 
 from vecdr.durable import fsync_dir, publish
+from vecdr.errors import JournalDamagedError
 
 UPSERT = 1
 DELETE = 2
 _HEAD = struct.Struct("<BII")  # op, rows, dimension
 _CRC = struct.Struct("<I")
+_OPS = (UPSERT, DELETE)
+#: Saved files remembered in SAVED: a reader that opened the previous file still finds it.
+SAVED_KEPT = 8
+
+
+def file_identity(path: str | os.PathLike[str]) -> dict[str, int]:
+    """What tells one version of a file from another: device, inode, size, modification time."""
+    st = os.stat(path)
+    return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 @dataclass(slots=True)
@@ -46,6 +66,9 @@ class JournalState:
     upsert_vectors: np.ndarray
     delete_ids: np.ndarray
     upto: int  # logs numbered below this are covered
+    #: ``upto`` lies behind the journal's base: the changes since the base are not known
+    #: (a saved file older than what the latest snapshot holds).
+    behind: bool = False
 
 
 class Journal:
@@ -54,6 +77,7 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str], dimension: int | None = None) -> None:
         self.path = Path(path)
         self.dimension = dimension
+        self._own_log: int | None = None  # the log this object appends to, once it has appended
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / "BASE").exists():
             with self._locked():
@@ -78,9 +102,22 @@ class Journal:
         return doc["base"], int(doc["first"])
 
     def _write_base(self, base: str | None, first: int) -> None:
-        tmp = self.path / "BASE.tmp"
-        tmp.write_text(json.dumps({"base": base, "first": first}))
-        publish(tmp, self.path / "BASE")
+        self._write_json("BASE", {"base": base, "first": first})
+
+    def _write_json(self, name: str, doc: object) -> None:
+        # A fresh, unpredictable temporary name (O_EXCL): a planted link is never followed.
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f)
+            publish(tmp, self.path / name)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    @property
+    def base(self) -> str | None:
+        """The snapshot the live logs continue (``None``: none yet)."""
+        return self._base()[0]
 
     def _logs(self) -> list[int]:
         return sorted(int(p.stem) for p in self.path.glob("*.log") if p.stem.isdigit())
@@ -93,6 +130,21 @@ class Journal:
         logs = [n for n in self._logs() if n >= first]
         return logs[-1] if logs else first
 
+    def _rotate(self) -> int:
+        """Start a new, empty log (under the lock); returns its number, the position now."""
+        position = self._current()
+        if self._log(position).exists() and self._log(position).stat().st_size:
+            position += 1
+        self._log(position).touch()
+        fsync_dir(self.path)
+        return position
+
+    def rotate(self) -> int:
+        """Close the current log: later changes go to a new one. Returns the position
+        (every change recorded so far lies in the logs below it)."""
+        with self._locked():
+            return self._rotate()
+
     def _append(self, op: int, ids: np.ndarray, vectors: np.ndarray | None) -> None:
         ids = np.ascontiguousarray(ids, dtype="<i8").reshape(-1)
         if not len(ids):
@@ -103,7 +155,12 @@ class Journal:
             body += np.ascontiguousarray(vectors, dtype="<f4").tobytes()
         record = body + _CRC.pack(zlib.crc32(body))
         with self._locked():
-            path = self._log(self._current())
+            current = self._current()
+            if self._own_log != current:
+                # A log of its own: a torn record left by a writer that crashed can only
+                # be the last record of that writer's log, never one followed by others.
+                current = self._own_log = self._rotate()
+            path = self._log(current)
             new = not path.exists()
             with open(path, "ab") as f:
                 f.write(record)
@@ -126,15 +183,26 @@ class Journal:
     def _records(self, number: int) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         data = self._log(number).read_bytes()
         pos = 0
-        while pos + _HEAD.size <= len(data):
+        while pos < len(data):
+            if pos + _HEAD.size > len(data):
+                return  # torn tail: the append never completed, so the index never saw it
             op, rows, dim = _HEAD.unpack_from(data, pos)
             size = _HEAD.size + rows * 8 + rows * dim * 4
-            if pos + size + _CRC.size > len(data):
-                break  # torn tail: the append never completed
+            end = pos + size + _CRC.size
+            plausible = op in _OPS and (op == UPSERT) == (dim > 0)
+            if end > len(data) and plausible:
+                return  # torn tail, as above
             body = data[pos : pos + size]
-            (crc,) = _CRC.unpack_from(data, pos + size)
-            if crc != zlib.crc32(body):
-                break
+            if not plausible or end > len(data) or _CRC.unpack_from(data, pos + size)[0] != zlib.crc32(body):
+                if end == len(data) and plausible:
+                    return  # the last record, cut short of its bytes by a crash
+                raise JournalDamagedError(
+                    f"the change journal {self.path} is damaged: the record at byte {pos} of "
+                    f"{self._log(number).name} fails its check, so the changes after it cannot be "
+                    "trusted; take a snapshot with --mode diff (mode='diff'), which compares every row "
+                    "and then starts the journal afresh",
+                    path=str(self._log(number)),
+                )
             ids = np.frombuffer(body, dtype="<i8", count=rows, offset=_HEAD.size)
             vectors = None
             if op == UPSERT:
@@ -144,15 +212,27 @@ class Journal:
             yield op, ids, vectors
             pos += size + _CRC.size
 
-    def read(self) -> JournalState:
-        """Close the current log and return the net changes of every live log."""
+    def read(self, upto: int | None = None) -> JournalState:
+        """The net changes of the live logs below position ``upto``; by default, of every
+        live log, after closing the current one (later appends go to a new log, so the
+        logs read here stay as they are). Raises :class:`JournalDamagedError` (whose
+        ``upto`` says the position read to) when a record in them is damaged."""
         with self._locked():
             base, first = self._base()
-            logs = [n for n in self._logs() if n >= first]
-            upto = (logs[-1] + 1) if logs else first
-            # Later appends go to a new log, so the logs read here stay as they are.
-            self._log(upto).touch()
-            fsync_dir(self.path)
+            if upto is None:
+                upto = self._rotate()
+            elif upto < first:
+                empty = np.empty(0, np.int64)
+                return JournalState(base, empty, np.empty((0, self.dimension or 0), np.float32), empty, upto,
+                                    behind=True)
+            logs = [n for n in self._logs() if first <= n < upto]
+        try:
+            return self._net(base, logs, upto)
+        except JournalDamagedError as exc:
+            exc.upto = upto
+            raise
+
+    def _net(self, base: str | None, logs: list[int], upto: int) -> JournalState:
         ids_parts: list[np.ndarray] = []
         ops_parts: list[np.ndarray] = []
         vec_parts: list[np.ndarray] = []
@@ -182,10 +262,41 @@ class Journal:
         dels = last[all_ops[last] == DELETE]
         return JournalState(base, all_ids[ups], all_vec[ups], all_ids[dels], upto)
 
-    def trim(self, snapshot: str, upto: int) -> None:
-        """After ``snapshot`` committed: drop the logs it covered and record it as the base."""
+    def trim(self, snapshot: str, upto: int) -> bool:
+        """After ``snapshot``, which holds every change below position ``upto``, committed:
+        record it as the base and drop the logs it covers. Never past ``upto``: a position
+        behind the journal's base (a snapshot of an older saved file) trims nothing."""
         with self._locked():
+            _, first = self._base()
+            if upto < first:
+                return False
             self._write_base(snapshot, upto)
             for number in self._logs():
                 if number < upto:
                     self._log(number).unlink(missing_ok=True)
+            return True
+
+    # -- saved index files --------------------------------------------------------
+
+    def record_saved(self, path: str | os.PathLike[str], position: int) -> None:
+        """Remember that the file now at ``path`` holds every change below ``position``."""
+        entry = {"position": position, "file": file_identity(path)}
+        with self._locked():
+            kept = [e for e in self._saved() if e["file"] != entry["file"]]
+            self._write_json("SAVED", (kept + [entry])[-SAVED_KEPT:])
+
+    def saved_at(self, identity: dict[str, int]) -> int | None:
+        """The position of the saved file with this :func:`file_identity`, if it was saved here."""
+        for entry in reversed(self._saved()):
+            if entry.get("file") == identity:
+                return int(entry["position"])
+        return None
+
+    def _saved(self) -> list[dict]:
+        try:
+            doc = json.loads((self.path / "SAVED").read_text())
+        except (FileNotFoundError, ValueError):
+            return []
+        if not isinstance(doc, list):
+            return []
+        return [e for e in doc if isinstance(e, dict) and isinstance(e.get("file"), dict)]

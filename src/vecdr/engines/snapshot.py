@@ -25,6 +25,7 @@ from vecdr.errors import (
     DimensionMismatchError,
     DuplicateIdError,
     IntegrityError,
+    JournalDamagedError,
     NonFiniteVectorError,
     SchemaError,
     SourceError,
@@ -466,7 +467,9 @@ def snapshot(
     # references objects. Without atomic create-if-absent, two writers could both win a
     # commit number: there, one snapshot at a time.
     kind = "shared" if repo.config.capabilities.get("atomic_create", True) else "exclusive"
-    with Lock(repo.store, kind, f"snapshot of {collection or source.uri}"):
+    # Pinned: a source that changes in this process (a TrackedIndex) keeps still until
+    # the commit, so its row count, journal and rows are read at one point in time.
+    with Lock(repo.store, kind, f"snapshot of {collection or source.uri}"), source.pinned():
         return _take(repo, source, collection, tags, with_index, mode, allow_nonfinite, workers, reporter,
                      diff_pass_rows, quality_sample)
 
@@ -518,8 +521,13 @@ def _take(
     journal: ChangeSet | None = source.changes()
     base = prev.snapshot if use_prev and prev is not None else None
     continues = journal is not None and base is not None and journal.base == base
+    if journal is not None and journal.problem is not None:
+        if isinstance(journal.problem, JournalDamagedError) and continues and mode in ("auto", "tracked"):
+            raise journal.problem  # never a silent loss: the error says to snapshot with --mode diff
+        reporter.warn(str(journal.problem))
+        continues = False
     tracked = mode != "diff" and continues
-    if mode == "tracked" and not continues:
+    if mode == "tracked" and not continues and (journal is None or journal.problem is None):
         reporter.warn(
             "the source's change journal does not continue the latest snapshot; comparing every row"
             if journal is not None

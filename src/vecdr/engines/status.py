@@ -60,7 +60,7 @@ def _pending(source_uri: str, latest: str | None, reporter: Reporter) -> int | N
         return None
     try:
         changes = source.changes()
-        if changes is None or changes.base != latest:
+        if changes is None or changes.problem is not None or changes.base != latest:
             return None
         return int(changes.upserts.num_rows + len(changes.deletes))
     except VecdrError as exc:
