@@ -963,6 +963,30 @@ def test_triggers_that_do_not_fire_always_are_detected_and_upgraded(pg: Any, rep
         assert row_texts(conn, "copy") == row_texts(conn, "items")
 
 
+@pytest.mark.fault("pgvector table written by a logical replication subscription", store="pgvector")
+def test_a_table_a_subscription_writes_is_compared_row_by_row(pg: Any, repo: vecdr.Repository) -> None:
+    """A subscription's apply worker fires row triggers only, never vecdr's statement triggers."""
+    uri = pg.uri("items")
+    with pg.connect() as conn:
+        create_items(conn)
+        enable_tracking(uri)
+        vecdr.snapshot(repo, uri)
+        conn.execute("CREATE PUBLICATION vecdr_pub FOR TABLE items")
+        # Registered, never started (no slot): enough for PostgreSQL to list the table as subscribed.
+        dsn = pg.dsn().replace("'", "''")
+        conn.execute(
+            f"CREATE SUBSCRIPTION vecdr_sub CONNECTION '{dsn}' PUBLICATION vecdr_pub "
+            "WITH (connect = true, enabled = false, create_slot = false, slot_name = NONE, copy_data = false)"
+        )
+        try:
+            conn.execute("UPDATE items SET title = 'logged' WHERE id = (SELECT min(id) FROM items)")
+            with pytest.warns(UserWarning, match="logical replication subscription"):
+                snap = vecdr.snapshot(repo, uri)
+            assert (snap.mode, counts(snap)) == ("diff", {"added": 0, "changed": 1, "deleted": 0})
+        finally:
+            conn.execute("DROP SUBSCRIPTION vecdr_sub")
+
+
 # -- across engines ---------------------------------------------------------------------------
 
 
