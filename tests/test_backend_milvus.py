@@ -747,3 +747,25 @@ def test_a_drill_restores_into_a_scratch_collection_and_drops_it(
     assert result.rows_restored == 1500 and result.recall_ratio is not None and result.recall_ratio > 0.9
     assert not [c for c in lite_client.list_collections() if c.startswith("vecdr_drill_")]
     assert name in lite_client.list_collections()
+
+
+@pytest.mark.fault("collection name of Milvus's longest length (255)", store="milvus")
+def test_a_collection_name_of_the_longest_length_restores_and_drills(
+    repo: vecdr.Repository, lite_db: str, lite_client: MilvusClient
+) -> None:
+    """Staging collections and the one a forced restore renames away derive their names
+    from the target's: they must fit in 255 characters and keep their unique suffix."""
+    name = unique("long").ljust(255, "x")
+    restored, drilled = "r" + name[1:], "d" + name[1:]
+    create_plain(lite_client, name, 4)
+    insert_rows(lite_client, name, np.arange(40), np.arange(160, dtype=np.float32).reshape(40, 4))
+    snap = vecdr.snapshot(repo, f"milvus:{lite_db}?collection={name}")
+    for force in (False, True):  # a new collection, then over the one just restored
+        vecdr.restore(repo, f"milvus:{lite_db}?collection={restored}", snap.snapshot, force=force)
+        assert all_rows(lite_client, restored) == all_rows(lite_client, name)
+    with pytest.raises(vecdr.errors.TargetExistsError):
+        vecdr.restore(repo, f"milvus:{lite_db}?collection={restored}", snap.snapshot)
+    result = vecdr.drill(repo, snap.snapshot, target=f"milvus:{lite_db}?collection={drilled}")
+    assert result.rows_restored == 40 and result.passed
+    assert drilled not in lite_client.list_collections()
+    assert not [c for c in lite_client.list_collections() if "_vecdr_" in c]

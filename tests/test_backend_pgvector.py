@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -442,6 +443,66 @@ def test_schemas_and_dotted_table_names(pg: Any, repo: vecdr.Repository) -> None
         assert conn.execute("SELECT to_regclass('public.items')").fetchone()[0] is None
 
 
+LONG_NAMES = {
+    "63 bytes": "t" * 63,
+    "50 bytes": "items_with_a_name_that_is_fifty_characters_long_50",
+    "multibyte": "é" * 31,  # 62 bytes: a cut in the middle of a character would be invalid
+    "quote": 'a"b',
+    "markup": "[bold]x[/]",
+}
+
+
+def table_uri(pg: Any, name: str) -> str:
+    return pg.uri(urllib.parse.quote(name, safe=""))
+
+
+@pytest.mark.fault("table name of 50-63 bytes or with quotes ({name})", store="pgvector")
+@pytest.mark.parametrize("name", list(LONG_NAMES))
+def test_long_and_quoted_table_names_snapshot_restore_and_drill(name: str, pg: Any, repo: vecdr.Repository) -> None:
+    """Every name vecdr derives from a table's (staging table, its key and indexes, the change
+    log, the trigger function) fits in 63 bytes and collides with nothing, so such a table
+    snapshots (full and tracked), restores, restores again with force, and drills."""
+    table = LONG_NAMES[name]
+    restored = ("r" + table[1:]) if table != 'a"b' else 'r"b'
+    assert len(table.encode()) >= len(restored.encode()) > 2
+    ids, vectors = make_rows(60, D, seed=34)
+    with pg.connect() as conn:
+        load_table(conn, table, ids, vectors, title="text")
+        conn.execute(f"CREATE INDEX ON {q(table)} USING hnsw (embedding vector_l2_ops) WITH (m = 4)")
+        conn.execute(f"CREATE INDEX ON {q(table)} (title)")
+        log = enable_tracking(table_uri(pg, table))
+        assert len(log.removeprefix("public.").encode()) <= 63
+        first = vecdr.snapshot(repo, table_uri(pg, table), collection="c")
+        conn.execute(f"UPDATE {q(table)} SET title = 'changed' WHERE id = %s", (int(ids[0]),))
+        conn.execute(f"DELETE FROM {q(table)} WHERE id = %s", (int(ids[1]),))
+        second = vecdr.snapshot(repo, table_uri(pg, table), collection="c")
+        assert (second.mode, second.changed, second.deleted) == ("tracked", 1, 1)
+        for force in (False, True):  # a new table, then over the one just restored
+            vecdr.restore(repo, table_uri(pg, restored), second.snapshot, force=force)
+            assert row_texts(conn, restored) == row_texts(conn, table)
+            assert sorted(map(str, indexes_of(conn, restored).values())) == sorted(
+                map(str, indexes_of(conn, table).values())
+            )
+        with pytest.raises(TargetExistsError):
+            vecdr.restore(repo, table_uri(pg, restored), first.snapshot)
+        vecdr.restore(repo, table_uri(pg, table), first.snapshot, force=True)  # over the tracked table itself
+        assert_same_rows(table_rows(conn, table), (ids, vectors))
+        assert staging_tables(conn) == []
+        result = vecdr.drill(repo, second.snapshot, target=table_uri(pg, "d" + table[1:]))
+        assert result.rows_restored == len(ids) - 1 and result.passed
+        assert conn.execute("SELECT to_regclass(%s)", (q("d" + table[1:]),)).fetchone()[0] is None
+        disable_tracking(table_uri(pg, table))
+        left = conn.execute("SELECT relname FROM pg_class WHERE relname LIKE '%vecdr%'").fetchall()
+        assert left == [("vecdr_tracking",)] or left == [("vecdr_tracking",), ("vecdr_tracking_pkey",)]
+
+
+def test_a_table_name_postgresql_would_cut_is_refused(pg: Any, repo: vecdr.Repository) -> None:
+    with pytest.raises(UsageError, match="at most 63 bytes"):
+        vecdr.snapshot(repo, pg.uri("t" * 64))
+    with pytest.raises(UsageError, match="at most 63 bytes"):
+        open_target(pg.uri("é" * 32))
+
+
 def test_expression_and_partial_indexes_are_skipped_with_a_warning(pg: Any, repo: vecdr.Repository) -> None:
     with pg.connect() as conn:
         load_table(conn, "items", *make_rows(30, D, seed=34), title="text")
@@ -835,13 +896,95 @@ def test_changes_that_bypass_the_log_are_caught_by_the_row_count(pg: Any, repo: 
         create_items(conn)
         enable_tracking(uri)
         vecdr.snapshot(repo, uri)
-        conn.execute("SET session_replication_role = replica")  # triggers do not fire
+        # The trigger is off for one insert and back on (firing always) before the snapshot.
+        conn.execute("ALTER TABLE items DISABLE TRIGGER vecdr_track_ins")
         conn.execute("INSERT INTO items (id, embedding, n) VALUES (-7, array_fill(7, ARRAY[16])::vector, 7)")
-        conn.execute("SET session_replication_role = origin")
+        conn.execute("ALTER TABLE items ENABLE ALWAYS TRIGGER vecdr_track_ins")
         assert log_count(conn) == 0
         with pytest.warns(UserWarning, match="accounts for"):
             snap = vecdr.snapshot(repo, uri)
         assert (snap.mode, counts(snap)) == ("diff", {"added": 1, "changed": 0, "deleted": 0})
+
+
+@pytest.mark.fault("pgvector change made with session_replication_role = replica", store="pgvector")
+def test_changes_made_in_a_replica_session_are_tracked(pg: Any, repo: vecdr.Repository) -> None:
+    """Logical replication's apply workers and pg_restore --disable-triggers run with
+    session_replication_role = replica, where ordinary triggers stay silent; vecdr's fire always."""
+    uri = pg.uri("items")
+    with pg.connect() as conn:
+        create_items(conn)
+        enable_tracking(uri)
+        vecdr.snapshot(repo, uri)
+        conn.execute("SET session_replication_role = replica")
+        expected = change_items(conn)
+        conn.execute("SET session_replication_role = origin")
+        assert log_count(conn) > 0
+        snap = vecdr.snapshot(repo, uri)
+        assert (snap.mode, counts(snap)) == ("tracked", expected)
+        vecdr.restore(repo, pg.uri("copy"), snap.snapshot)
+        assert row_texts(conn, "copy") == row_texts(conn, "items")
+
+
+@pytest.mark.fault("pgvector tracking triggers that do not fire always (older vecdr)", store="pgvector")
+def test_triggers_that_do_not_fire_always_are_detected_and_upgraded(pg: Any, repo: vecdr.Repository) -> None:
+    """Triggers as an older vecdr installed them (enabled, but not ALWAYS) miss replica
+    sessions' changes: snapshots compare every row and say why until tracking is enabled
+    again, which upgrades them in place and keeps the log."""
+    uri = pg.uri("items")
+    with pg.connect() as conn:
+        create_items(conn)
+        enable_tracking(uri)
+        for trigger in ("ins", "upd", "del", "truncate"):
+            conn.execute(f"ALTER TABLE items ENABLE TRIGGER vecdr_track_{trigger}")  # fires in origin sessions only
+        with pytest.warns(UserWarning, match="session_replication_role"):
+            vecdr.snapshot(repo, uri)
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE items SET title = 'unlogged' WHERE id = (SELECT min(id) FROM items)")
+        conn.execute("SET session_replication_role = origin")
+        assert log_count(conn) == 0  # missed by the old trigger
+        with pytest.warns(UserWarning, match="enable-tracking"):
+            missed = vecdr.snapshot(repo, uri)
+        assert (missed.mode, counts(missed)) == ("diff", {"added": 0, "changed": 1, "deleted": 0})
+
+        conn.execute("UPDATE items SET title = 'before the upgrade' WHERE id = (SELECT max(id) FROM items)")
+        assert enable_tracking(uri) == "public.items_vecdr_log"
+        assert conn.execute(
+            "SELECT array_agg(DISTINCT tgenabled::text) FROM pg_trigger WHERE tgrelid = 'items'::regclass "
+            "AND NOT tgisinternal"
+        ).fetchone()[0] == ["A"]
+        upgraded = vecdr.snapshot(repo, uri)  # the log may lack changes from before: compare once
+        assert (upgraded.mode, counts(upgraded)) == ("diff", {"added": 0, "changed": 1, "deleted": 0})
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM items WHERE id = (SELECT min(id) FROM items)")
+        conn.execute("SET session_replication_role = origin")
+        resumed = vecdr.snapshot(repo, uri)
+        assert (resumed.mode, counts(resumed)) == ("tracked", {"added": 0, "changed": 0, "deleted": 1})
+        vecdr.restore(repo, pg.uri("copy"), resumed.snapshot)
+        assert row_texts(conn, "copy") == row_texts(conn, "items")
+
+
+@pytest.mark.fault("pgvector table written by a logical replication subscription", store="pgvector")
+def test_a_table_a_subscription_writes_is_compared_row_by_row(pg: Any, repo: vecdr.Repository) -> None:
+    """A subscription's apply worker fires row triggers only, never vecdr's statement triggers."""
+    uri = pg.uri("items")
+    with pg.connect() as conn:
+        create_items(conn)
+        enable_tracking(uri)
+        vecdr.snapshot(repo, uri)
+        conn.execute("CREATE PUBLICATION vecdr_pub FOR TABLE items")
+        # Registered, never started (no slot): enough for PostgreSQL to list the table as subscribed.
+        dsn = pg.dsn().replace("'", "''")
+        conn.execute(
+            f"CREATE SUBSCRIPTION vecdr_sub CONNECTION '{dsn}' PUBLICATION vecdr_pub "
+            "WITH (connect = true, enabled = false, create_slot = false, slot_name = NONE, copy_data = false)"
+        )
+        try:
+            conn.execute("UPDATE items SET title = 'logged' WHERE id = (SELECT min(id) FROM items)")
+            with pytest.warns(UserWarning, match="logical replication subscription"):
+                snap = vecdr.snapshot(repo, uri)
+            assert (snap.mode, counts(snap)) == ("diff", {"added": 0, "changed": 1, "deleted": 0})
+        finally:
+            conn.execute("DROP SUBSCRIPTION vecdr_sub")
 
 
 # -- across engines ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Milvus recreates); :func:`foreign` makes one for a snapshot of another engine.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,23 @@ METRICS = {"L2": "L2", "IP": "IP", "COSINE": "cosine"}
 HNSW_DEFAULTS = {"M": 16, "efConstruction": 200}
 IVF_DEFAULT_NLIST = 128
 _TYPE_PARAMS = ("dim", "max_length", "max_capacity")
+
+
+#: The longest name Milvus takes (``proxy.maxNameLength``; Milvus Lite: a folder name, 255 bytes).
+MAX_NAME = 255
+
+
+def derived_name(base: str, suffix: str) -> str:
+    """``base + suffix`` where it fits in a Milvus name; else a prefix of ``base``, a hash of all of it, ``suffix``.
+
+    The suffix (e.g. ``_vecdr_<token>``) is always kept whole, so derived names never
+    collide with each other or lose what makes them unique.
+    """
+    whole = base + suffix
+    if len(whole) <= MAX_NAME:
+        return whole
+    digest = hashlib.sha256(base.encode()).hexdigest()[:10]
+    return f"{base[: MAX_NAME - len(suffix) - len(digest) - 1]}_{digest}{suffix}"
 
 
 def check_name(name: str, what: str) -> str:

@@ -29,7 +29,7 @@ from pymilvus import DataType, MilvusClient
 from vecdr.backends.base import RestoreSpec, Target
 from vecdr.backends.milvus import wire
 from vecdr.backends.milvus.client import check, connect, failure, quiet, server_version, stub
-from vecdr.backends.milvus.schema import DEFAULT_PARTITION, Collection, IndexSpec, check_name, foreign
+from vecdr.backends.milvus.schema import DEFAULT_PARTITION, Collection, IndexSpec, check_name, derived_name, foreign
 from vecdr.backends.milvus.types import CODES, DYNAMIC, PARTITION, FieldSpec
 from vecdr.backends.milvus.uri import endpoint
 from vecdr.errors import (
@@ -123,7 +123,7 @@ class MilvusTarget(Target):
         self.endpoint = endpoint(path, uri, token, db, collection=collection, id=id, vector=vector)
         super().__init__(self.endpoint.shown)
         self.id_name, self.vector_name = id, vector
-        self.staging = f"{collection[:200]}_vecdr_{uuid.uuid4().hex[:8]}"
+        self.staging = derived_name(self.name, f"_vecdr_{uuid.uuid4().hex[:8]}")
         self.client: Any = None
         self.layout: Collection | None = None
         self.phases: dict[str, float] = {}
@@ -354,7 +354,7 @@ class MilvusTarget(Target):
         if client.has_collection(self.name):
             if not self._force:
                 raise TargetExistsError(f"collection {self.name!r} was created during the restore; not replaced")
-            self._old = f"{self.name[:200]}_vecdr_old_{uuid.uuid4().hex[:8]}"
+            self._old = derived_name(self.name, f"_vecdr_old_{uuid.uuid4().hex[:8]}")
             client.rename_collection(self.name, self._old)
         client.rename_collection(staging, self.name)
         self._created = False

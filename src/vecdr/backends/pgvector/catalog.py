@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from vecdr.backends.pgvector import names
 from vecdr.backends.pgvector.types import Column, kind_of, quote
 from vecdr.errors import NotFoundInBackendError, SchemaError
 
@@ -47,7 +48,7 @@ class TableInfo:
 def split_table(table: str, schema: str | None) -> tuple[str, str]:
     if schema is None and "." in table:
         schema, table = table.split(".", 1)
-    return schema or "public", table
+    return names.check(schema or "public", "schema"), names.check(table)
 
 
 def describe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -169,7 +170,9 @@ class PgvectorSource(Source):
         state = tracking.read_state(self.conn, self.table)
         if state is None:
             return None
-        base, log = state
+        base, log, incomplete = state
+        if incomplete is not None:
+            warnings.warn(incomplete, stacklevel=2)
         ids_in_log = f"SELECT DISTINCT id FROM {log}"
         upserts_parts = list(self._copy(self._columns(), f"WHERE {quote(self.table.id.name)} IN ({ids_in_log})"))
         upserts = pa.concat_tables(upserts_parts) if upserts_parts else self._empty()

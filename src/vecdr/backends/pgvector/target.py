@@ -19,6 +19,7 @@ import psycopg
 import pyarrow as pa
 
 from vecdr.backends.base import RestoreSpec, Target
+from vecdr.backends.pgvector import names
 from vecdr.backends.pgvector.catalog import split_table
 from vecdr.backends.pgvector.copybinary import TRAILER, encode_rows
 from vecdr.backends.pgvector.dsn import Dsn, build, connect, first_line, shown_options
@@ -34,10 +35,6 @@ from vecdr.errors import (
 
 #: pgvector operator class per metric, for indexes of snapshots from other engines
 OPCLASS = {"L2": "vector_l2_ops", "IP": "vector_ip_ops", "cosine": "vector_cosine_ops"}
-
-
-def _identifier(name: str, limit: int = 63) -> str:
-    return name[:limit]
 
 
 class PgvectorTarget(Target):
@@ -75,7 +72,10 @@ class PgvectorTarget(Target):
         self.maintenance_work_mem = maintenance_work_mem
         self.workers = int(workers) if workers is not None else max(1, (os.cpu_count() or 2) - 1)
         self.conn: psycopg.Connection[Any] | None = None
-        self.staging = _identifier(f"{self.name}_vecdr_{uuid.uuid4().hex[:8]}")
+        # Every name the restore makes carries this run's token in full (names.derived
+        # shortens the table's name instead), so none can collide with another or be cut.
+        self.token = uuid.uuid4().hex[:8]
+        self.staging = names.derived(self.name, f"_vecdr_{self.token}")
         self.columns: list[Column] = []
         self.sources: list[str] = []  # the snapshot column feeding each table column
         self.phases: dict[str, float] = {}
@@ -206,7 +206,7 @@ class PgvectorTarget(Target):
                 raise TargetError(f"loaded {count} rows, expected {self.spec.rows}")
             self.phases["convert"] = time.perf_counter() - started
             started = time.perf_counter()
-            pkey = _identifier(f"{self.staging}_pkey")
+            pkey = names.derived(self.name, f"_vecdr_{self.token}_pkey")
             id_column = quote(self.columns[0].name)
             conn.execute(f"ALTER TABLE {staging} ADD CONSTRAINT {quote(pkey)} PRIMARY KEY ({id_column})")
             self.phases["primary_key"] = time.perf_counter() - started
@@ -267,7 +267,7 @@ class PgvectorTarget(Target):
 
     def _create_index(self, i: int, index: dict[str, Any]) -> str:
         assert self.conn is not None
-        name = _identifier(f"{self.staging}_i{i}")
+        name = names.derived(self.name, f"_vecdr_{self.token}_i{i}")
         # Key columns have an operator class each; older records list INCLUDE columns after them.
         keys = len(index["opclasses"])
         orders = index.get("orders") or [""] * keys
@@ -292,7 +292,7 @@ class PgvectorTarget(Target):
         if self._exists(conn):
             conn.execute(f"DROP TABLE {self.qualified}")
         conn.execute(f"ALTER TABLE {s}.{quote(self.staging)} RENAME TO {quote(self.name)}")
-        final_pkey = quote(self._free(f"{self.name}_pkey"))
+        final_pkey = quote(self._free(names.derived(self.name, "_pkey")))
         conn.execute(f"ALTER TABLE {self.qualified} RENAME CONSTRAINT {quote(pkey)} TO {final_pkey}")
         recorded_table = self.spec.index.get("table")
         for staging_name, index in built:
@@ -300,13 +300,13 @@ class PgvectorTarget(Target):
             if wanted and recorded_table and recorded_table != self.name and wanted.startswith(recorded_table):
                 wanted = self.name + wanted[len(recorded_table) :]
             if not wanted:
-                wanted = f"{self.name}_{'_'.join(index['columns'])}_idx"
+                wanted = names.derived(self.name, f"_{'_'.join(index['columns'])}_idx")
             conn.execute(f"ALTER INDEX {s}.{quote(staging_name)} RENAME TO {quote(self._free(wanted))}")
 
     def _free(self, name: str) -> str:
         """``name`` if no relation in the schema has it, else ``name`` with a number."""
         assert self.conn is not None
-        base, n = _identifier(name), 0
+        base, n = names.derived(name), 0
         candidate = base
         while self.conn.execute(
             "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -314,7 +314,7 @@ class PgvectorTarget(Target):
             (self.schema, candidate),
         ).fetchone():
             n += 1
-            candidate = _identifier(base, 63 - len(str(n))) + str(n)
+            candidate = names.clip(base, names.MAX_BYTES - len(str(n))) + str(n)
         return candidate
 
     # -- after finish ---------------------------------------------------------------
