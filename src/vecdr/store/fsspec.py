@@ -27,6 +27,9 @@ from vecdr.store.base import ObjectInfo, Store, check_key
 #: Protocols whose ``pipe_file(mode="create")`` is atomic.
 ATOMIC_CREATE_PROTOCOLS = frozenset({"memory", "s3", "s3a"})
 
+#: Between an object's key and an unfinished upload's id in :meth:`FsspecStore.temporaries`.
+UPLOAD = "?upload="
+
 # The memory filesystem checks and creates in two steps; one process-wide lock makes
 # the pair atomic for every thread of this process, which is all memory:// can see.
 _memory_lock = threading.Lock()
@@ -102,6 +105,29 @@ class FsspecStore(Store):
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for key, info in self._find(prefix).items():
             yield ObjectInfo(key, int(info.get("size") or 0), _modified(info))
+
+    def temporaries(self) -> Iterator[ObjectInfo]:
+        # On S3 an upload that never completed (its process was killed; a failed one is
+        # aborted by s3fs) is invisible to listings, yet its parts are stored and billed.
+        if self.protocol not in ("s3", "s3a"):
+            return
+        bucket, _, prefix = self.root.partition("/")
+        prefix = prefix + "/" if prefix else ""
+        for upload in self.fs.list_multipart_uploads(bucket):
+            key = str(upload.get("Key", ""))
+            if key.startswith(prefix):
+                yield ObjectInfo(f"{key[len(prefix):]}{UPLOAD}{upload['UploadId']}", 0, _modified(
+                    {"LastModified": upload.get("Initiated")}))
+
+    def remove_temporary(self, key: str) -> None:
+        name, sep, upload = key.rpartition(UPLOAD)
+        if not sep or self.protocol not in ("s3", "s3a"):
+            raise ValueError(f"{key!r} is not an unfinished upload")
+        bucket, _, _ = self.root.partition("/")
+        try:
+            self.fs.abort_mpu(bucket, self._path(name).partition("/")[2], upload)
+        except FileNotFoundError:
+            pass  # completed or aborted since it was listed
 
     def root_exists(self) -> bool:
         bucket = self.root.split("/", 1)[0]
