@@ -278,6 +278,8 @@ def verify_cmd(
         for p in report.errors:
             print(f"ERROR {output.one_line(p.problem)}")
         extra = f", {len(report.unreferenced)} unreferenced object(s)" if report.unreferenced else ""
+        if report.temporaries:
+            extra += f", {len(report.temporaries)} temporary file(s) of unfinished writes (`vecdr prune` removes them)"
         state = "ok" if report.ok else f"{len(report.errors)} error(s)"
         print(f"{report.snapshots} snapshot(s), {report.objects} object(s) checked: {state}{extra}")
     if not report.ok:

@@ -12,6 +12,9 @@ snapshot holds a shared lock while it runs):
    live set whose last write is older than ``grace`` (default 24 hours) is deleted.
    The grace period keeps what a writer that does not take locks (an older vecdr,
    a process whose lock expired) may still be about to reference.
+4. Temporaries older than ``grace`` are removed too: the partial files of writes
+   that never finished (a process killed mid-write) and, on S3, uploads that were
+   never completed. A write that fails removes its own at once.
 
 Prune only ever deletes unreferenced objects, so a crash at any point leaves every
 snapshot restorable, and running it again finishes the job.
@@ -43,11 +46,12 @@ class PruneResult:
     deleted_bytes: int = 0
     kept_young: list[str] = field(default_factory=list)  # unreferenced, within the grace period
     dry_run: bool = False
+    temporaries: list[str] = field(default_factory=list)  # unfinished writes older than the grace period
 
     def to_dict(self) -> dict[str, object]:
         return {"snapshots": self.snapshots, "live_objects": self.live_objects, "deleted": len(self.deleted),
                 "deleted_bytes": self.deleted_bytes, "kept_within_grace": len(self.kept_young),
-                "dry_run": self.dry_run, "deleted_keys": self.deleted}
+                "dry_run": self.dry_run, "deleted_keys": self.deleted, "temporaries": len(self.temporaries)}
 
 
 def live_objects(repo: Repository) -> tuple[int, set[str]]:
@@ -94,15 +98,27 @@ def prune(
                     result.kept_young.append(info.key)
                 else:
                     doomed.append(info)
+        stale = []
+        for info in repo.store.temporaries():
+            (result.kept_young if info.modified > cutoff else stale).append(info.key)
+            if info.modified <= cutoff:
+                result.deleted_bytes += info.size
+        result.temporaries = stale
         result.deleted = [info.key for info in doomed]
-        result.deleted_bytes = sum(info.size for info in doomed)
-        if not dry_run and doomed:
-            reporter.start("prune", len(doomed), unit="objects")
+        result.deleted_bytes += sum(info.size for info in doomed)
+        if not dry_run and (doomed or stale):
+            reporter.start("prune", len(doomed) + len(stale), unit="objects")
 
             def delete(key: str) -> None:
                 repo.store.delete(key)
                 reporter.advance(1)
 
+            def remove(key: str) -> None:
+                repo.store.remove_temporary(key)
+                reporter.advance(1)
+
             bounded_map(delete, result.deleted, io_workers(repo))
+            bounded_map(remove, stale, io_workers(repo))
             reporter.finish()
+        result.deleted += stale
     return result

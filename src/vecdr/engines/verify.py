@@ -28,6 +28,7 @@ class VerifyReport:
     bytes_read: int = 0
     errors: list[Problem] = field(default_factory=list)
     unreferenced: list[str] = field(default_factory=list)
+    temporaries: list[str] = field(default_factory=list)  # unfinished writes; `prune` removes old ones
 
     @property
     def ok(self) -> bool:
@@ -136,4 +137,5 @@ def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL)
         for key in repo.store.list(prefix):
             if key not in known:
                 report.unreferenced.append(key)
+    report.temporaries = [info.key for info in repo.store.temporaries()]
     return report

@@ -5,6 +5,9 @@ create-if-absent. If another writer took that sequence number first
 (:class:`FileExistsError`) we re-read and try the next one: every manifest is
 self-contained, so nothing needs rewriting. On any other error the outcome is
 unknown: we re-read the record and compare its snapshot id, and never delete.
+
+Every read here must see what other writers just wrote; the store bypasses any
+client-side listing cache (see :mod:`vecdr.store.fsspec`).
 """
 
 from __future__ import annotations
@@ -93,7 +96,10 @@ def commit_manifest(store: Store, manifest: Manifest, ref: ObjectRef) -> CommitR
         # Outcome unknown or lost race: the record, if any, tells which.
         try:
             existing = read_commit(store, seq)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            # Taken, yet not readable: the store showed a stale view (the store layer
+            # bypasses client caches, so this is the server's own delay) or the reply lied.
+            last_error = last_error or exc
             time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())
             continue
         except (OSError, IntegrityError) as exc:
@@ -104,8 +110,9 @@ def commit_manifest(store: Store, manifest: Manifest, ref: ObjectRef) -> CommitR
             return existing
         seqs = commit_seqs(store)
         seq = max(seq, seqs[-1] if seqs else 0) + 1
+    why = f"last error: {last_error}" if last_error is not None else "every number tried was taken"
     raise CommitError(
         f"could not write a commit record for snapshot {manifest.snapshot} after "
-        f"{MAX_ATTEMPTS} attempts ({last_error}); nothing was committed by this run "
+        f"{MAX_ATTEMPTS} attempts ({why}); nothing was committed by this run "
         "unless `vecdr snapshots` lists it"
     )

@@ -49,6 +49,9 @@ def open_store(url: str | os.PathLike[str], options: Mapping[str, Any] | None = 
     transfers = concurrency(options, remote)
     attempts = retries(options)
     kwargs = {k: v for k, v in options.items() if k not in OWN}
+    # A listing cache answers from what this process saw last: a commit record, lock
+    # or manifest another writer has just created would look absent (see FsspecStore).
+    kwargs["use_listings_cache"] = False
     if scheme in S3_PROTOCOLS:
         kwargs = s3_filesystem_options(kwargs)
     try:

@@ -95,6 +95,15 @@ class Store(ABC):
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Like :meth:`list`, with each object's size and last-modified time (what GC's grace period reads)."""
 
+    def temporaries(self) -> Iterator[ObjectInfo]:
+        """Leftovers of writes that never finished (a process killed mid-write), which
+        :meth:`list` never shows; ``prune`` removes the old ones. A failed write removes
+        its own. This default: a store that keeps none."""
+        return iter(())
+
+    def remove_temporary(self, key: str) -> None:
+        """Remove one of :meth:`temporaries` by its key; absent ones are ignored."""
+
     def read_range(self, key: str, start: int, length: int) -> bytes:
         """``length`` bytes of the object from ``start`` (fewer at its end); this default
         reads the whole object, stores that can read a range override it."""

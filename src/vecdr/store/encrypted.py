@@ -160,3 +160,9 @@ class EncryptedStore(Store):
 
     def root_exists(self) -> bool:
         return self.inner.root_exists()
+
+    def temporaries(self) -> Iterator[ObjectInfo]:
+        return self.inner.temporaries()
+
+    def remove_temporary(self, key: str) -> None:
+        self.inner.remove_temporary(key)

@@ -4,6 +4,14 @@ Create-if-absent is ``pipe_file(mode="create")``: s3fs sends ``If-None-Match: *`
 and the memory filesystem opens with ``"xb"``. Elsewhere fsspec falls back to
 check-then-write, which two writers can both win, so :attr:`atomic_create` is
 false there and the repository runs single-writer.
+
+Every read sees what other writers did: a listing cache (s3fs, gcsfs and adlfs
+keep one per filesystem object) would answer from this process's last listing,
+so a commit record another process just created would raise
+:class:`FileNotFoundError` and its writer would retry the same number until it
+gave up. :func:`vecdr.store.open_store` opens filesystems with
+``use_listings_cache=False``; a filesystem handed in with its cache on is
+invalidated before each read.
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from vecdr.store.base import ObjectInfo, Store, check_key
 
 #: Protocols whose ``pipe_file(mode="create")`` is atomic.
 ATOMIC_CREATE_PROTOCOLS = frozenset({"memory", "s3", "s3a"})
+
+#: Between an object's key and an unfinished upload's id in :meth:`FsspecStore.temporaries`.
+UPLOAD = "?upload="
 
 # The memory filesystem checks and creates in two steps; one process-wide lock makes
 # the pair atomic for every thread of this process, which is all memory:// can see.
@@ -35,12 +46,22 @@ class FsspecStore(Store):
         protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
         self.protocol = protocols[0]
         self.atomic_create = bool(ATOMIC_CREATE_PROTOCOLS.intersection(protocols))
+        dircache = getattr(fs, "dircache", None)
+        self._cached = bool(getattr(dircache, "use_listings_cache", False))
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}" if key else self.root
 
+    def _fresh(self, key: str) -> str:
+        """The path of ``key``, with whatever the filesystem cached about it and its folders dropped."""
+        path = self._path(key)
+        if self._cached:
+            self.fs.invalidate_cache(path)
+            self.fs.invalidate_cache(path.rsplit("/", 1)[0])
+        return path
+
     def read(self, key: str) -> bytes:
-        data: bytes = self.fs.cat_file(self._path(key))
+        data: bytes = self.fs.cat_file(self._fresh(key))
         return data
 
     def write(self, key: str, data: bytes | memoryview) -> None:
@@ -54,18 +75,20 @@ class FsspecStore(Store):
             self.fs.pipe_file(self._path(key), data, mode="create")
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        data: bytes = self.fs.cat_file(self._path(key), start=start, end=start + length)
+        data: bytes = self.fs.cat_file(self._fresh(key), start=start, end=start + length)
         return data
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.isfile(self._path(key)))
+        return bool(self.fs.isfile(self._fresh(key)))
 
     def size(self, key: str) -> int:
-        return int(self.fs.size(self._path(key)))
+        return int(self.fs.size(self._fresh(key)))
 
     def _find(self, prefix: str) -> dict[str, dict[str, Any]]:
         """``{key: fsspec info}`` of every object under ``prefix``."""
         try:
+            if self._cached:
+                self.fs.invalidate_cache()  # every folder below the prefix, not only its own listing
             found = self.fs.find(self._path(prefix), detail=True)
         except FileNotFoundError:
             return {}
@@ -82,6 +105,29 @@ class FsspecStore(Store):
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for key, info in self._find(prefix).items():
             yield ObjectInfo(key, int(info.get("size") or 0), _modified(info))
+
+    def temporaries(self) -> Iterator[ObjectInfo]:
+        # On S3 an upload that never completed (its process was killed; a failed one is
+        # aborted by s3fs) is invisible to listings, yet its parts are stored and billed.
+        if self.protocol not in ("s3", "s3a"):
+            return
+        bucket, _, prefix = self.root.partition("/")
+        prefix = prefix + "/" if prefix else ""
+        for upload in self.fs.list_multipart_uploads(bucket):
+            key = str(upload.get("Key", ""))
+            if key.startswith(prefix):
+                yield ObjectInfo(f"{key[len(prefix):]}{UPLOAD}{upload['UploadId']}", 0, _modified(
+                    {"LastModified": upload.get("Initiated")}))
+
+    def remove_temporary(self, key: str) -> None:
+        name, sep, upload = key.rpartition(UPLOAD)
+        if not sep or self.protocol not in ("s3", "s3a"):
+            raise ValueError(f"{key!r} is not an unfinished upload")
+        bucket, _, _ = self.root.partition("/")
+        try:
+            self.fs.abort_mpu(bucket, self._path(name).partition("/")[2], upload)
+        except FileNotFoundError:
+            pass  # completed or aborted since it was listed
 
     def root_exists(self) -> bool:
         bucket = self.root.split("/", 1)[0]

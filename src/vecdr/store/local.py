@@ -10,6 +10,9 @@ from pathlib import Path
 from vecdr.durable import fsync_dir
 from vecdr.store.base import ObjectInfo, Store, check_key
 
+#: The prefix of the name a write has before it is complete.
+TEMPORARY = ".tmp-"
+
 
 class LocalStore(Store):
     """Objects as files under ``root``.
@@ -33,11 +36,18 @@ class LocalStore(Store):
 
     def _stage(self, path: Path, data: bytes | memoryview) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        # A random name, created exclusively and never through a link planted there.
+        tmp = path.parent / f"{TEMPORARY}{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            with open(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            # A full disk or an interrupted write must not leave its partial bytes behind.
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
     def read(self, key: str) -> bytes:
@@ -53,7 +63,11 @@ class LocalStore(Store):
     def write(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
         tmp = self._stage(path, data)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         fsync_dir(path.parent)
 
     def create(self, key: str, data: bytes) -> None:
@@ -77,9 +91,25 @@ class LocalStore(Store):
             return
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                if name.startswith(".tmp-"):
+                if name.startswith(TEMPORARY):
                     continue
                 yield Path(dirpath, name).relative_to(self.root).as_posix()
+
+    def temporaries(self) -> Iterator[ObjectInfo]:
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(TEMPORARY):
+                    path = Path(dirpath, name)
+                    try:
+                        st = path.lstat()
+                    except FileNotFoundError:
+                        continue  # its write finished or failed since
+                    yield ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, st.st_mtime)
+
+    def remove_temporary(self, key: str) -> None:
+        if not key.rsplit("/", 1)[-1].startswith(TEMPORARY):
+            raise ValueError(f"{key!r} is not a temporary file")
+        self._path(key).unlink(missing_ok=True)
 
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for key in self.list(prefix):

@@ -119,6 +119,12 @@ class RetryingStore(Store):
     def root_exists(self) -> bool:
         return self._call("checking", "", self.inner.root_exists)
 
+    def temporaries(self) -> Iterator[ObjectInfo]:
+        return iter(self._call("listing temporaries in", "", lambda: list(self.inner.temporaries())))
+
+    def remove_temporary(self, key: str) -> None:
+        self._call("removing", key, lambda: self.inner.remove_temporary(key))
+
 
 def _classify(exc: Exception) -> str:
     """``transient``, ``permanent``, ``access`` or ``bug`` (not a storage failure at all)."""

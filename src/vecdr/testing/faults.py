@@ -66,6 +66,12 @@ class WrappedStore(Store):
     def root_exists(self) -> bool:
         return self.inner.root_exists()
 
+    def temporaries(self) -> Iterator[ObjectInfo]:
+        return self.inner.temporaries()
+
+    def remove_temporary(self, key: str) -> None:
+        self.inner.remove_temporary(key)
+
 
 class CountingStore(WrappedStore):
     """Counts mutating operations (and remembers their keys, in order)."""
