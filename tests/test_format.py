@@ -34,6 +34,7 @@ from vecdr.format.rowhashes import decode_row_hashes, encode_row_hashes
 from vecdr.format.segment import (
     decode_segment,
     encode_segment,
+    max_segment_rows,
     segment_schema,
     vectors_from_arrow,
     vectors_to_arrow,
@@ -333,11 +334,12 @@ def manifests(draw: st.DrawFn) -> Manifest:
     )
     segs = []
     for _ in range(draw(st.integers(0, 5))):
-        rows = draw(st.integers(1, 10**6))
+        rows = draw(st.integers(1, max_segment_rows(dimension)))
         deletions = draw(st.none() | st.builds(DeletionRef, refs("artifacts", "del"),
                                                st.integers(0, 2**30), st.integers(1, 2**20)))
         live = rows if deletions is None else draw(st.integers(1, rows))
-        segs.append(SegmentEntry(draw(refs()), rows, live, draw(refs("artifacts", "hashes.parquet")), deletions))
+        segment = draw(refs().filter(lambda r: all(r.key != s.object.key for s in segs)))
+        segs.append(SegmentEntry(segment, rows, live, draw(refs("artifacts", "hashes.parquet")), deletions))
     return Manifest(
         snapshot=draw(st.uuids()).hex,
         collection=draw(names),

@@ -89,7 +89,7 @@ def compact(
             writer = SegmentWriter(repo, manifest.schema, io_workers(repo, workers or default_workers()) + 1)
             try:
                 for entry in run:
-                    table = load_live(repo, entry)
+                    table = load_live(repo, entry, schema=manifest.schema)
                     hashes = _live_hashes(repo, entry)
                     writer.add(table.cast(manifest.schema), hashes)
                     rows_rewritten += table.num_rows
@@ -137,7 +137,7 @@ def compact(
 
 def _live_hashes(repo: Repository, entry: SegmentEntry) -> np.ndarray:
     """The row hashes of the segment's live rows, in row order, from its sidecar."""
-    _, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
+    _, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key, entry.rows)
     dead = dead_mask(repo, entry)
     return hashes if dead is None else hashes[~dead]
 

@@ -124,9 +124,13 @@ def dead_mask(repo: Repository, entry: SegmentEntry) -> np.ndarray | None:
         raise IntegrityError(f"{entry.deletions.key}: {exc}", path=entry.deletions.key) from exc
 
 
-def load_live(repo: Repository, entry: SegmentEntry, columns: list[str] | None = None) -> pa.Table:
-    """One segment's live rows, checked against the manifest's row counts."""
-    table = decode_segment(repo.get_buffer(entry.object), entry.object.key, columns=columns)
+def load_live(
+    repo: Repository, entry: SegmentEntry, columns: list[str] | None = None, schema: pa.Schema | None = None
+) -> pa.Table:
+    """One segment's live rows, checked against the manifest's row counts and, where
+    given, its row ``schema`` (before anything is decoded: see :func:`decode_segment`)."""
+    data = repo.get_buffer(entry.object)
+    table = decode_segment(data, entry.object.key, columns=columns, rows=entry.rows, schema=schema)
     if table.num_rows != entry.rows:
         raise IntegrityError(
             f"{entry.object.key}: {table.num_rows} rows, manifest says {entry.rows}",
@@ -180,7 +184,7 @@ def iter_live(
         entries = iter(manifest.segments)
         try:
             for entry in entries:
-                queue.append(pool.submit(load_live, repo, entry, columns))
+                queue.append(pool.submit(load_live, repo, entry, columns, manifest.schema))
                 if len(queue) > workers:
                     yield queue.popleft().result()
             while queue:

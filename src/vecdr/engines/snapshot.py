@@ -167,7 +167,7 @@ def _segment_rows(
     repo: Repository, entry: SegmentEntry, only: pa.Array | np.ndarray | None, within: IdRange = WHOLE
 ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """(ids, positions, hashes) of one segment's live rows (those in ``only`` and ``within``), from its sidecar."""
-    ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
+    ids, hashes = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key, entry.rows)
     if len(ids) != entry.rows:
         raise IntegrityError(
             f"{entry.hashes.key}: {len(ids)} rows, segment has {entry.rows}", path=entry.hashes.key
@@ -226,7 +226,7 @@ def id_ranges(repo: Repository, manifest: Manifest, ids: pa.DataType, pass_rows:
     stride = max(1, manifest.rows // (passes * _SAMPLES_PER_PASS))
 
     def sample(entry: SegmentEntry) -> pa.Array:
-        segment_ids, _ = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key)
+        segment_ids, _ = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key, entry.rows)
         return segment_ids.cast(ids)[::stride]
 
     picked = pa.concat_arrays([pa.array([], ids)] + bounded_map(sample, manifest.segments, io_workers(repo)))

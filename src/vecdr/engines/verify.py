@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+import pyarrow as pa
+
 from vecdr.errors import IntegrityError, VecdrError
 from vecdr.format.deletions import decode_deletion_slice
+from vecdr.format.hashing import row_hashes
 from vecdr.format.manifest import Manifest, SegmentEntry
 from vecdr.format.objects import ObjectRef
 from vecdr.format.rowhashes import decode_row_hashes
-from vecdr.format.segment import decode_segment
+from vecdr.format.segment import ID, VECTOR, decode_segment, vectors_from_arrow
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository
 from vecdr.repository.commits import commit_seqs, read_commit
@@ -47,28 +51,57 @@ class _Object:
     kind: str  # "segment", "hashes", "deletions" or an artifact name
     ref: ObjectRef
     entries: dict[object, SegmentEntry] = field(default_factory=dict)
+    schema: pa.Schema | None = None  # a segment's row schema, from the manifest that lists it
 
-    def check(self, data: bytes) -> None:
+    def check(self, repo: Repository, data: bytes) -> None:
         """Decode the object and compare it with what the manifests say of it."""
         key = self.ref.key
         for entry in self.entries.values():
             if self.kind == "segment":
-                table = decode_segment(data, key)
+                # The footer is checked against the manifest (rows, columns, sizes) before decoding.
+                table = decode_segment(data, key, rows=entry.rows, schema=self.schema)
                 if table.num_rows != entry.rows:
                     raise IntegrityError(f"{key}: {table.num_rows} rows, expected {entry.rows}", path=key)
+                _check_row_hashes(repo, table, entry)
             elif self.kind == "hashes":
-                ids, _ = decode_row_hashes(data, key)
+                ids, _ = decode_row_hashes(data, key, entry.rows)
                 if len(ids) != entry.rows:
                     raise IntegrityError(f"{key}: {len(ids)} row hashes, expected {entry.rows}", path=key)
             elif self.kind == "deletions" and entry.deletions is not None:
                 dels = entry.deletions
-                dead = decode_deletion_slice(data, dels.offset, dels.length, entry.rows)
+                try:
+                    dead = decode_deletion_slice(data, dels.offset, dels.length, entry.rows)
+                except ValueError as exc:
+                    raise IntegrityError(f"{key}: {exc}", path=key) from exc
                 if int(entry.rows - dead.sum()) != entry.live:
                     raise IntegrityError(
                         f"{key}: the deletion vector at byte {dels.offset} disagrees with the live "
                         f"count of {entry.object.key}",
                         path=key,
                     )
+
+
+def _check_row_hashes(repo: Repository, table: pa.Table, entry: SegmentEntry) -> None:
+    """Recompute every row hash of a segment from its data and compare with its sidecar:
+    a segment whose rows changed after they were hashed would otherwise pass every
+    sha256 check and look unchanged to the next diff snapshot."""
+    key = entry.object.key
+    try:
+        ids, stored = decode_row_hashes(repo.get(entry.hashes), entry.hashes.key, entry.rows)
+    except IntegrityError:
+        return  # a damaged sidecar is reported as itself, when verify reaches it
+    if not ids.equals(table.column(ID).combine_chunks().cast(ids.type)):
+        raise IntegrityError(f"{key}: its ids differ from those of its row hashes {entry.hashes.key}", path=key)
+    dimension = table.schema.field(VECTOR).type.list_size
+    attributes = table.drop_columns([ID, VECTOR]) if table.num_columns > 2 else None
+    actual = row_hashes(vectors_from_arrow(table.column(VECTOR), dimension), attributes)
+    wrong = np.flatnonzero((actual != stored).any(axis=1))
+    if len(wrong):
+        raise IntegrityError(
+            f"{key}: {len(wrong)} of {entry.rows} rows do not match their row hashes in {entry.hashes.key} "
+            f"(the first is id {table.column(ID)[int(wrong[0])].as_py()!r})",
+            path=key,
+        )
 
 
 def _referenced(manifest: Manifest, objects: dict[str, _Object]) -> None:
@@ -81,6 +114,7 @@ def _referenced(manifest: Manifest, objects: dict[str, _Object]) -> None:
 
     for entry in manifest.segments:
         use("segment", entry.object, entry)
+        objects[entry.object.key].schema = manifest.schema
         use("hashes", entry.hashes, entry)
         if entry.deletions:
             use("deletions", entry.deletions.object, entry, per_vector=True)
@@ -97,10 +131,17 @@ def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL)
     report = VerifyReport()
     objects: dict[str, _Object] = {}
     manifests: set[str] = set()
+    committed: dict[str, str] = {}  # snapshot id -> its first commit record
     seqs = commit_seqs(repo.store)
     for seq in seqs:
         try:
             commit = read_commit(repo.store, seq)
+            if commit.snapshot in committed:
+                raise IntegrityError(
+                    f"{commit.key}: commits snapshot {commit.snapshot} again (first in {committed[commit.snapshot]})",
+                    path=commit.key,
+                )
+            committed[commit.snapshot] = commit.key
             manifest = repo.load_manifest(commit)  # read and hashed here
         except (VecdrError, OSError) as exc:
             report.errors.append(Problem(getattr(exc, "path", None) or f"commits/{seq:020d}.json",
@@ -125,8 +166,8 @@ def verify(repo: Repository, read_data: bool = False, reporter: Reporter = NULL)
                 continue
             data = repo.get(obj.ref)
             report.bytes_read += len(data)
-            obj.check(data)
-        except (VecdrError, OSError, ValueError) as exc:
+            obj.check(repo, data)
+        except (VecdrError, OSError, ValueError, pa.ArrowException) as exc:
             report.errors.append(Problem(key, str(exc)))
         finally:
             reporter.advance(1)

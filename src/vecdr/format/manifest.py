@@ -17,7 +17,7 @@ from vecdr.errors import IntegrityError, UnsupportedFormatError
 from vecdr.format import FORMAT_VERSION
 from vecdr.format.layout import LayoutError
 from vecdr.format.objects import ObjectRef, dumps, loads
-from vecdr.format.segment import ID, MAX_DIMENSION, VECTOR, segment_schema
+from vecdr.format.segment import ID, MAX_DIMENSION, VECTOR, max_segment_rows, segment_schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +202,9 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def _check_schema(manifest: Manifest) -> None:
-    """The row schema must be a segment schema of the recorded dimension and id type."""
+    """The row schema must be a segment schema of the recorded dimension and id type,
+    and the segments must be ones vecdr could have written: each listed once, each of
+    no more rows than a segment holds (so no count sizes an allocation unchecked)."""
     if not _count(manifest.dimension) or not 1 <= manifest.dimension <= MAX_DIMENSION:
         raise ValueError(f"dimension {manifest.dimension!r} is not between 1 and {MAX_DIMENSION}")
     expected = segment_schema(manifest.dimension, manifest.id_type)
@@ -210,3 +212,14 @@ def _check_schema(manifest: Manifest) -> None:
         index = manifest.schema.get_field_index(name)
         if index < 0 or not manifest.schema.field(index).type.equals(expected.field(name).type):
             raise ValueError(f"the {name} column is not {expected.field(name).type}")
+    most = max_segment_rows(manifest.dimension)
+    seen: set[str] = set()
+    for entry in manifest.segments:
+        if entry.rows > most:
+            raise ValueError(
+                f"segment {entry.object.key} declares {entry.rows} rows; a segment of "
+                f"{manifest.dimension}-dimensional vectors holds at most {most}"
+            )
+        if entry.object.key in seen:
+            raise ValueError(f"segment {entry.object.key} is listed twice")
+        seen.add(entry.object.key)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vecdr.errors import IntegrityError
+from vecdr.format.footer import check_parquet
 from vecdr.format.hashing import ROW_HASH, ROW_HASH_BYTES
 
 
@@ -29,8 +30,18 @@ def encode_row_hashes(ids: pa.Array, hashes: np.ndarray) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def decode_row_hashes(data: bytes, name: str = "row hashes") -> tuple[pa.Array, np.ndarray]:
-    """The ids and ``(n, 16)`` uint8 hashes of a sidecar."""
+def decode_row_hashes(data: bytes, name: str = "row hashes", rows: int | None = None) -> tuple[pa.Array, np.ndarray]:
+    """The ids and ``(n, 16)`` uint8 hashes of a sidecar.
+
+    With ``rows`` (the segment's count in the manifest), its footer is checked first:
+    the row count, the columns, and the sizes it declares (see :mod:`vecdr.format.footer`).
+    """
+    if rows is not None:
+        found = check_parquet(data, name, rows=rows, schema=None, what="row-hash sidecar").schema_arrow
+        if found.names != ["id", "hash"] or not found.field("hash").type.equals(pa.binary(ROW_HASH_BYTES)) or not (
+            pa.types.is_int64(found.field("id").type) or pa.types.is_string(found.field("id").type)
+        ):
+            raise IntegrityError(f"{name}: not a row-hash sidecar (columns {found.names})", path=name)
     try:
         table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)  # one per thread already
         algorithm = (table.schema.metadata or {}).get(b"vecdr.row_hash", b"").decode()

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vecdr.errors import IntegrityError, SchemaError
-from vecdr.format import thrift, vectorpages
+from vecdr.format import footer, thrift, vectorpages
 
 ID = "id"
 VECTOR = "vector"
@@ -33,6 +33,17 @@ COMPRESSION_LEVEL = 1
 #: The widest vectors vecdr stores (Qdrant's limit; Milvus allows 32,768, pgvector 16,000):
 #: a row group holds at least 1,024 rows, so wider vectors would make every segment huge.
 MAX_DIMENSION = 65536
+
+#: The most rows a segment may hold (:func:`max_segment_rows`): vecdr writes segments
+#: of at least 1,024 rows and otherwise about 32 MiB of vectors (64 MiB in early
+#: versions), so a manifest or footer declaring more is refused before anything is
+#: allocated for it.
+MAX_SEGMENT_BYTES = 128 << 20
+MIN_SEGMENT_ROWS = 1024
+
+
+def max_segment_rows(dimension: int) -> int:
+    return max(MIN_SEGMENT_ROWS, MAX_SEGMENT_BYTES // (4 * max(dimension, 1) + 8))
 
 
 def vector_type(dimension: int) -> pa.DataType:
@@ -196,9 +207,22 @@ def _encode_with_arrow(table: pa.Table) -> pa.Buffer:
 
 
 def decode_segment(
-    data: bytes | pa.Buffer, name: str = "segment", columns: list[str] | None = None
+    data: bytes | pa.Buffer,
+    name: str = "segment",
+    columns: list[str] | None = None,
+    *,
+    rows: int | None = None,
+    schema: pa.Schema | None = None,
 ) -> pa.Table:
-    """Parse Parquet bytes; a truncated or malformed file is an :class:`IntegrityError`."""
+    """Parse Parquet bytes; a truncated or malformed file is an :class:`IntegrityError`.
+
+    With ``rows`` (the manifest's count), the footer and page headers are checked
+    first (:func:`vecdr.format.footer.check_parquet`): the row count, the columns
+    and their types (``schema``: the manifest's), and the sizes the file declares,
+    so a crafted file is refused before it is decoded.
+    """
+    if rows is not None:
+        check_segment(data, name, rows, schema)
     try:
         return pq.read_table(pa.BufferReader(data), columns=columns)
     except (pa.ArrowException, OSError, ValueError) as exc:  # ArrowException: every error Arrow raises on bad bytes
@@ -207,3 +231,12 @@ def decode_segment(
 
 def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
+
+
+def check_segment(data: bytes | pa.Buffer, name: str, rows: int, schema: pa.Schema | None) -> None:
+    """Refuse a segment whose footer disagrees with its manifest entry (see :func:`decode_segment`)."""
+    if schema is not None:
+        dimension = schema.field(VECTOR).type.list_size if VECTOR in schema.names else 1
+        if rows > max_segment_rows(dimension):
+            raise IntegrityError(f"{name}: {rows} rows is more than a segment holds", path=name)
+    footer.check_parquet(data, name, rows=rows, schema=schema, what="segment")
