@@ -109,8 +109,8 @@ def test_repository_from_environment_and_as_of(world: dict) -> None:
     result = ok_json("restore", f"faiss:{tmp / 'r.faiss'}", "--as-of", "2999-01-01", env=env)
     assert result["snapshot"] == snap["id"]
     fails(run("restore", repo, f"faiss:{tmp / 's.faiss'}", "--as-of", "2000-01-01"), "no snapshot")
-    # With --as-of the arguments are [REPO] TARGET: an explicit first argument is the repository.
-    fails(run("restore", "latest", f"faiss:{tmp / 's.faiss'}", "--as-of", "2999-01-01", env=env), "latest is not")
+    # With VECDR_REPOSITORY set, REPO is left out: two arguments are SNAPSHOT TARGET, which --as-of excludes.
+    fails(run("restore", "latest", f"faiss:{tmp / 's.faiss'}", "--as-of", "2999-01-01", env=env), "not both")
     fails(run("restore", repo, "latest", f"faiss:{tmp / 's.faiss'}", "--as-of", "2999-01-01"), "either")
     assert not (tmp / "s.faiss").exists()
 

@@ -118,9 +118,15 @@ def test_any_policy_over_any_history_keeps_what_it_should_and_kept_snapshots_res
         with pytest.raises(UsageError):
             vecdr.forget(repo, keep_last=0)
         return
-    result = vecdr.forget(repo, keep_last=policy.last, keep_hourly=policy.hourly, keep_daily=policy.daily,
-                          keep_weekly=policy.weekly, keep_monthly=policy.monthly, keep_yearly=policy.yearly,
-                          keep_within=policy.within, keep_tags=policy.tags)
+    kwargs = dict(keep_last=policy.last, keep_hourly=policy.hourly, keep_daily=policy.daily,
+                  keep_weekly=policy.weekly, keep_monthly=policy.monthly, keep_yearly=policy.yearly,
+                  keep_within=policy.within, keep_tags=policy.tags)
+    if policy.tags and not any(tags):  # a --keep-tag that no snapshot carries is refused, nothing forgotten
+        with pytest.raises(UsageError, match="keep-tag"):
+            vecdr.forget(repo, **kwargs)  # type: ignore[arg-type]
+        assert repo.commits() == commits
+        return
+    result = vecdr.forget(repo, **kwargs)  # type: ignore[arg-type]
     assert {d.commit.snapshot for d in result.kept} == expected
     assert {c.snapshot for c in repo.commits()} == expected
     vecdr.prune(repo, grace=timedelta(0))

@@ -31,7 +31,7 @@ from vecdr.engines.prune import DEFAULT_GRACE, PruneResult
 from vecdr.engines.prune import prune as _prune
 from vecdr.engines.recover import RecoveryResult
 from vecdr.engines.recover import recover as _recover
-from vecdr.engines.snapshot import DIFF_PASS_ROWS
+from vecdr.engines.snapshot import DIFF_PASS_ROWS, QUALITY_MAX
 from vecdr.engines.status import CollectionStatus
 from vecdr.engines.status import status as _status
 from vecdr.errors import VecdrError
@@ -40,6 +40,7 @@ from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, pick_collection
 from vecdr.repository.commits import skipped
 from vecdr.repository.drills import drill_history
+from vecdr.repository.resolve import check_tag
 
 __all__ = [
     "Repository",
@@ -159,14 +160,19 @@ def snapshot(
     bytes each) for sources that scan id ranges (pgvector); larger collections are
     compared one id range at a time. ``quality_sample``: query vectors (with the
     source index's answers) kept for drills; default 32 for a new collection, then
-    as the previous snapshot did; 0 for none.
+    as the previous snapshot did; 0 for none; at most ``QUALITY_MAX`` (10,000) and
+    never more than the source's rows.
     """
     if collection is not None:
         _text("the collection name", collection)
     if isinstance(tags, str) or not isinstance(tags, list | tuple):
         raise errors.UsageError(f"tags must be a list of names, not {tags!r}")
     for tag in tags:
-        _text("a tag", tag)
+        check_tag(_text("a tag", tag))
+    if quality_sample is not None:
+        _whole_numbers(quality_sample=quality_sample)
+        if not 0 <= quality_sample <= QUALITY_MAX:
+            raise errors.UsageError(f"quality_sample must be between 0 and {QUALITY_MAX:,}, not {quality_sample:,}")
     src = _as_source(source, embeddings)
     try:
         return _snapshot(

@@ -20,6 +20,7 @@ from typer.core import TyperCommand
 import vecdr
 from vecdr.cli import output
 from vecdr.cli import pgvector as pgvector_cli
+from vecdr.engines.snapshot import QUALITY_MAX
 from vecdr.errors import UsageError, VecdrError
 from vecdr.store import keys
 
@@ -27,9 +28,14 @@ REPO_ENV = "VECDR_REPOSITORY"
 
 
 class RepoCommand(TyperCommand):
-    """Lets ``VECDR_REPOSITORY`` stand for a missing leading REPO argument.
+    """Lets ``VECDR_REPOSITORY`` stand for the leading REPO argument, the same way for every command.
 
-    ``restore`` also accepts ``REPO TARGET --as-of TIME`` with no SNAPSHOT.
+    With the variable set, a command given fewer positional arguments than it can
+    take gets the variable's value as REPO in front of them: ``vecdr drill``,
+    ``vecdr show SNAPSHOT``, ``vecdr forget SNAPSHOT…``. Giving every positional
+    argument names REPO explicitly (not possible for ``forget``, which takes any
+    number of snapshots). ``restore`` counts as REPO SNAPSHOT TARGET even with
+    ``--as-of``, which stands for SNAPSHOT: ``vecdr restore [REPO] TARGET --as-of TIME``.
     """
 
     def _positions(self, args: list[str]) -> list[int]:
@@ -51,23 +57,27 @@ class RepoCommand(TyperCommand):
             i += 1
         return found
 
+    def _most(self) -> float:
+        """How many positional arguments the command takes at most."""
+        arguments = [p for p in self.params if getattr(p, "param_type_name", "") == "argument"]
+        return float("inf") if any(getattr(p, "nargs", 1) == -1 for p in arguments) else len(arguments)
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if "--help" not in args:
             args = list(args)
-            wanted = sum(1 for p in self.params if getattr(p, "param_type_name", "") == "argument")
-            positions = self._positions(args)
-            as_of = any(a == "--as-of" or a.startswith("--as-of=") for a in args)
             env = os.environ.get(REPO_ENV)
-            if self.name == "restore" and as_of and positions:
-                # --as-of stands for SNAPSHOT: the arguments are [REPO] TARGET.
-                if len(positions) >= wanted:
-                    raise UsageError("give either a SNAPSHOT or --as-of, not both")
-                if len(positions) == 1 and not env:
-                    raise UsageError(f"missing argument REPO (or set {REPO_ENV})")
-                args.insert(positions[-1], "latest")
+            if env and len(self._positions(args)) < self._most():
+                args.insert(0, env)
+            if self.name == "restore" and any(a == "--as-of" or a.startswith("--as-of=") for a in args):
+                # --as-of stands for SNAPSHOT: the arguments are REPO TARGET.
                 positions = self._positions(args)
-            if env and len(positions) == wanted - 1:
-                args.insert(positions[0] if positions else len(args), env)
+                if len(positions) >= 3:
+                    hint = f" ({REPO_ENV} is set, so the arguments are SNAPSHOT TARGET)" if env else ""
+                    raise UsageError(f"give either a SNAPSHOT or --as-of, not both{hint}")
+                if len(positions) == 1:
+                    raise UsageError(f"missing argument REPO (or set {REPO_ENV})")
+                if len(positions) == 2:
+                    args.insert(positions[-1], "latest")
         return super().parse_args(ctx, args)
 
 
@@ -166,8 +176,9 @@ def snapshot_cmd(
     ] = False,
     quality_sample: Annotated[
         int | None,
-        typer.Option("--quality-sample", min=0,
-                     help="Queries (with the live index's answers) kept for drills; default 32 for a new collection."),
+        typer.Option("--quality-sample", min=0, max=QUALITY_MAX,
+                     help="Queries (with the live index's answers) kept for drills; default 32 for a new collection, "
+                          f"at most {QUALITY_MAX:,} and the source's rows."),
     ] = None,
     as_json: Json = False,
 ) -> None:

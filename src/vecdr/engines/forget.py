@@ -151,6 +151,11 @@ def forget(
             commits = [c for c in commits if c.collection == collection]
             if not commits:
                 raise SnapshotNotFoundError(f"no snapshots of collection {collection!r}")
+        unknown = sorted({t for t in policy.tags if not any(t in c.tags for c in commits)})
+        if unknown:
+            # A misspelt --keep-tag would keep nothing and forget what it was meant to keep.
+            raise UsageError(f"--keep-tag {', '.join(map(repr, unknown))}: no snapshot"
+                             f"{' of ' + repr(collection) if collection else ''} carries this tag; nothing forgotten")
         if snapshots:
             named = {resolve(commits, ref, collection).seq for ref in snapshots}
             decisions = [Decision(c, c.seq not in named, () if c.seq in named else ("not named",))

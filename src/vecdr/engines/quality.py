@@ -1,7 +1,7 @@
 """Judging a restored index: exact top-k over a snapshot's rows, and recall.
 
 The exact answers are computed by brute force, streaming the snapshot's live rows
-segment by segment (memory: one segment and a (queries, k) running best), with the
+segment by segment (memory: one segment, a bounded block of scores and a (queries, k) running best), with the
 collection's metric: L2 distance, inner product, or cosine.
 """
 
@@ -14,6 +14,9 @@ from vecdr.engines.segments import iter_live
 from vecdr.format.manifest import Manifest
 from vecdr.format.segment import vectors_from_arrow
 from vecdr.repository import Repository
+
+#: (query, row) scores held at once: 2^22 float64, 32 MiB.
+_SCORES_AT_ONCE = 1 << 22
 
 
 def _scores(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -40,18 +43,22 @@ def exact_top_k(repo: Repository, manifest: Manifest, queries: np.ndarray, k: in
     best_idx = np.empty((len(q), 0), np.int64)
     seen: list[pa.Array] = []
     offset = 0
+    # Rows are scored a block at a time, so memory is bounded whatever the queries times rows.
+    step = max(1, _SCORES_AT_ONCE // max(len(q), 1))
     for table in iter_live(repo, manifest, columns=["id", "vector"]):
         if not table.num_rows:
             continue
-        vectors = vectors_from_arrow(table.column("vector"), manifest.dimension)
-        scores = _scores(q, vectors, metric)
-        scores = np.concatenate([best_scores, scores], axis=1)
-        idx = np.concatenate([best_idx, np.broadcast_to(np.arange(offset, offset + table.num_rows),
-                                                        (len(q), table.num_rows))], axis=1)
-        keep = min(k, scores.shape[1])
-        part = np.argpartition(scores, keep - 1, axis=1)[:, :keep]
-        best_scores = np.take_along_axis(scores, part, axis=1)
-        best_idx = np.take_along_axis(idx, part, axis=1)
+        all_vectors = vectors_from_arrow(table.column("vector"), manifest.dimension)
+        for start in range(0, table.num_rows, step):
+            vectors = all_vectors[start:start + step]
+            scores = np.concatenate([best_scores, _scores(q, vectors, metric)], axis=1)
+            first = offset + start
+            idx = np.concatenate([best_idx, np.broadcast_to(np.arange(first, first + len(vectors)),
+                                                            (len(q), len(vectors)))], axis=1)
+            keep = min(k, scores.shape[1])
+            part = np.argpartition(scores, keep - 1, axis=1)[:, :keep]
+            best_scores = np.take_along_axis(scores, part, axis=1)
+            best_idx = np.take_along_axis(idx, part, axis=1)
         seen.append(table.column("id").combine_chunks())
         offset += table.num_rows
     if not seen:

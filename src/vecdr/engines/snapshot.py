@@ -51,6 +51,8 @@ DIFF_PASS_ROWS = 2_000_000
 #: Query vectors a new collection's snapshots keep for drills, and the k of their answers.
 QUALITY_QUERIES = 32
 QUALITY_K = 10
+#: The most queries a snapshot keeps (and a drill runs); each costs a search of the whole index.
+QUALITY_MAX = 10_000
 #: Ids sampled per id range when choosing range bounds.
 _SAMPLES_PER_PASS = 64
 
@@ -583,6 +585,7 @@ def _take(
         reporter.finish()
         if quality_sample is None:  # a new collection samples; an existing one keeps its setting
             quality_sample = int(prev.stats.get("quality_queries", 0)) if prev is not None else QUALITY_QUERIES
+        quality_sample = max(0, min(quality_sample, QUALITY_MAX))  # a damaged manifest's setting too
         manifest, bytes_written = job.finish(deleted, with_index, tags, run_mode, started, quality_sample)
     except BaseException:
         job.writer.close()

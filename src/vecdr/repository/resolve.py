@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from vecdr.errors import AmbiguousSnapshotError, CollectionError, SnapshotNotFoundError, UsageError
 from vecdr.format.records import CommitRecord
 
 MIN_PREFIX = 4
+#: Words a snapshot reference means by itself; never a tag.
+RESERVED = ("latest",)
+
+
+def check_ref(ref: object) -> str:
+    """``ref`` as given, if it can name a snapshot: a non-blank string.
+
+    ``None`` means ``latest`` to the API; an empty or blank string never does, so a
+    ``vecdr forget REPO ""`` from a script whose variable came out empty names nothing.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise UsageError(f"a snapshot reference must be a non-empty id, id prefix, tag or 'latest', not {ref!r}")
+    return ref
+
+
+#: What a snapshot id or an id prefix looks like (ids are lowercase hex; prefixes match case-blind).
+_ID_FORM = re.compile(rf"[0-9a-fA-F]{{{MIN_PREFIX},}}")
+
+
+def check_tag(tag: str) -> str:
+    """``tag``, if it can never be read as something else: not ``latest``, not an id or id prefix.
+
+    A reference is tried as an id, a tag, then an id prefix; a tag ``latest`` or ``cafe1234``
+    would hide the newest snapshot or another snapshot's id from ``show``, ``restore`` and ``forget``.
+    """
+    if tag.strip().lower() in RESERVED:
+        raise UsageError(f"{tag!r} is a reserved word and cannot be a tag")
+    if _ID_FORM.fullmatch(tag.strip()):
+        raise UsageError(
+            f"tag {tag!r} looks like a snapshot id (hex digits) and would hide ids starting with it; "
+            f"choose another (e.g. 'v{tag}')"
+        )
+    return tag
 
 
 def collections(commits: list[CommitRecord]) -> list[str]:
@@ -47,9 +81,10 @@ def resolve(
     collection: str | None = None,
     as_of: str | datetime | None = None,
 ) -> CommitRecord:
-    """Find one snapshot by id, unique id prefix, tag, ``latest`` or ``as_of`` time."""
+    """Find one snapshot by id, unique id prefix, tag, ``latest`` or ``as_of`` time (``ref=None``: latest)."""
+    ref = "latest" if ref is None else check_ref(ref)
     if as_of is not None:
-        if ref not in (None, "latest"):
+        if ref != "latest":
             raise UsageError(f"give either a snapshot ({ref!r}) or a time to restore as of, not both")
         name = pick_collection(commits, collection)
         when = parse_time(as_of) if isinstance(as_of, str) else as_of
@@ -58,7 +93,6 @@ def resolve(
         if not older:
             raise SnapshotNotFoundError(f"no snapshot of {name!r} at or before {when.isoformat()}")
         return older[-1]
-    ref = ref or "latest"
     if ref == "latest":
         name = pick_collection(commits, collection)
         return [c for c in commits if c.collection == name][-1]
@@ -67,14 +101,17 @@ def resolve(
     if exact:
         return exact[0]
     tagged = [c for c in scope if ref in c.tags]
+    matches = [c for c in scope if c.snapshot.startswith(ref.lower())] if len(ref) >= MIN_PREFIX else []
     if tagged:
         if len({c.collection for c in tagged}) > 1:
             raise AmbiguousSnapshotError(
                 f"tag {ref!r} is used in several collections; name one with --collection"
             )
+        if any(c.seq != tagged[-1].seq for c in matches):
+            # A tag that looks like an id (older vecdr accepted them, or a crafted record).
+            raise AmbiguousSnapshotError(f"{ref!r} is both a tag and the start of a snapshot id; give the full id")
         return tagged[-1]
-    if len(ref) >= MIN_PREFIX:
-        matches = [c for c in scope if c.snapshot.startswith(ref.lower())]
+    if matches:
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
