@@ -31,6 +31,8 @@ from vecdr.engines.prune import DEFAULT_GRACE, PruneResult
 from vecdr.engines.prune import prune as _prune
 from vecdr.engines.recover import RecoveryResult
 from vecdr.engines.recover import recover as _recover
+from vecdr.engines.repair import RepairResult
+from vecdr.engines.repair import repair as _repair
 from vecdr.engines.snapshot import DIFF_PASS_ROWS, QUALITY_MAX
 from vecdr.engines.status import CollectionStatus
 from vecdr.engines.status import status as _status
@@ -58,6 +60,7 @@ __all__ = [
     "open_repository",
     "prune",
     "recover",
+    "repair",
     "restore",
     "restore_index",
     "snapshot",
@@ -327,6 +330,36 @@ def drill(
         objectives = loaded.objectives(name)
     return _drill(repository, snapshot, collection=collection, target=target, objectives=objectives,
                   record=record, reporter=reporter)
+
+
+def repair(
+    repo: RepoLike,
+    source: Any = None,
+    *,
+    embeddings: Any = None,
+    collection: str | None = None,
+    dry_run: bool = False,
+    forget_unrepairable: bool = False,
+    reporter: Reporter = NULL,
+) -> RepairResult:
+    """Check every object the repository's snapshots reference and mend the damaged ones.
+
+    Row-hash sidecars are rebuilt from their segments; segments from ``source`` (a URI,
+    FAISS index or Source holding the collection's rows), only ever with the bytes the
+    object's name promises. Snapshots that stay damaged are kept unless
+    ``forget_unrepairable``. ``dry_run`` changes nothing. See docs/maintenance.md.
+    """
+    if collection is not None:
+        _text("the collection name", collection)
+    if source is None and embeddings is not None:
+        raise errors.UsageError("embeddings apply only with a source")
+    src = _as_source(source, embeddings) if source is not None else None
+    try:
+        return _repair(open_repository(repo), src, collection=collection, dry_run=dry_run,
+                       forget_unrepairable=forget_unrepairable, reporter=reporter)
+    finally:
+        if src is not None:
+            src.close()
 
 
 def _drill_collection(repo: Repository, snapshot: str | None) -> str:

@@ -404,6 +404,44 @@ def compact_cmd(
           f"{output.human_bytes(result.bytes_written)} written in {result.seconds:.2f}s")
 
 
+@command("repair")
+def repair_cmd(
+    repo: Repo,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Rebuild damaged segments from this source (faiss:PATH, …).")
+    ] = None,
+    embeddings: Annotated[
+        str | None, typer.Option("--embeddings", help="Original vectors for a lossy FAISS index (.npy or Parquet).")
+    ] = None,
+    collection: Collection = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be repaired; change nothing.")
+    ] = False,
+    forget_unrepairable: Annotated[
+        bool, typer.Option("--forget-unrepairable", help="Forget the snapshots that stay damaged.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Mend damaged or missing objects of live snapshots (segments from --source)."""
+    result = vecdr.repair(repo, source, embeddings=embeddings, collection=collection, dry_run=dry_run,
+                          forget_unrepairable=forget_unrepairable, reporter=output.reporter(as_json))
+    if as_json:
+        output.emit_json(result.to_dict())
+    else:
+        would = "would be " if dry_run else ""
+        for d in result.damaged:
+            outcome = f"{would}repaired: {d.how}" if d.repaired else f"not repaired: {d.how}"
+            print(output.one_line(f"{d.object}: {d.problem}; {outcome}"))
+        for snapshot in result.unrepairable:
+            state = ("would be forgotten" if dry_run else "forgotten") if snapshot in result.forgotten else "kept"
+            print(output.one_line(f"damaged snapshot {snapshot}: {state}"))
+        mended = sum(d.repaired for d in result.damaged)
+        print(f"{result.snapshots} snapshot(s), {result.objects} object(s) checked: {len(result.damaged)} damaged, "
+              f"{mended} {would}repaired, {len(result.unrepairable)} snapshot(s) left damaged")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 PolicyFile = Annotated[str | None, typer.Option("--policy", help="Recovery objectives (TOML, see docs/drills.md).")]
 
 

@@ -44,8 +44,9 @@ class SegmentWriter:
     bounds memory.
     """
 
-    def __init__(self, repo: Repository, schema: pa.Schema, workers: int) -> None:
+    def __init__(self, repo: Repository, schema: pa.Schema, workers: int, recheck: bool = False) -> None:
         self.repo = repo
+        self.recheck = recheck  # re-read objects already stored before reusing them (Repository.put)
         self.schema = schema
         self.rows_per_segment = segment_rows(schema.field("vector").type.list_size)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vecdr-encode")
@@ -83,7 +84,7 @@ class SegmentWriter:
         self.inflight.append(self.pool.submit(self._write, table, hashes))
 
     def _write(self, table: pa.Table, hashes: np.ndarray | None) -> tuple[SegmentEntry, int]:
-        ref, new = self.repo.put("segments", encode_segment(table), "parquet")
+        ref, new = self.repo.put("segments", encode_segment(table), "parquet", recheck=self.recheck)
         ids = table.column("id").combine_chunks()
         if hashes is None:
             # Batch by batch: the vectors are hashed where they lie, never copied together.
@@ -95,7 +96,7 @@ class SegmentWriter:
             hashes = np.concatenate(parts)
         sidecar = encode_row_hashes(ids, hashes)
         pa.default_memory_pool().release_unused()  # encoding scratch back to the system, not kept for later
-        href, hnew = self.repo.put("artifacts", sidecar, "hashes.parquet")
+        href, hnew = self.repo.put("artifacts", sidecar, "hashes.parquet", recheck=self.recheck)
         written = (ref.size if new else 0) + (href.size if hnew else 0)
         return SegmentEntry(object=ref, rows=table.num_rows, live=table.num_rows, hashes=href), written
 

@@ -261,8 +261,10 @@ class _Snapshotter:
         allow_nonfinite: bool,
         reporter: Reporter,
         parent: str | None,
+        recheck: bool = False,
     ) -> None:
         self.parent = parent
+        self.recheck = recheck
         self.repo = repo
         self.source = source
         self.info = info
@@ -274,7 +276,7 @@ class _Snapshotter:
         # One segment beyond the cores keeps every core encoding while another waits on
         # fsync; each more would hold ~100 MB of encoding buffers (peak RSS, measured).
         # An object store adds one per transfer it runs at once beyond the first.
-        self.writer = SegmentWriter(repo, self.schema, io_workers(repo, workers) + 1)
+        self.writer = SegmentWriter(repo, self.schema, io_workers(repo, workers) + 1, recheck)
         self.added = 0
         self.changed = 0
         self.dropped: list[tuple[np.ndarray, np.ndarray]] = []  # (segment, row) of prev rows no longer live
@@ -390,7 +392,7 @@ class _Snapshotter:
             kept["quality"] = (encode_quality(sample, id_type(self.info.id_type)), "quality.parquet")
         artifacts = {}
         for name, (data, ext) in kept.items():
-            ref, new = self.repo.put("artifacts", data, ext)
+            ref, new = self.repo.put("artifacts", data, ext, recheck=self.recheck)
             bytes_written += ref.size if new else 0
             artifacts[name] = ref
 
@@ -556,6 +558,7 @@ def _take(
         repo, source, info, name, prev if use_prev else None,
         workers or default_workers(), allow_nonfinite, reporter,
         parent=prev.snapshot if prev is not None else None,
+        recheck=mode == "full",  # a full snapshot trusts no stored object it reuses
     )
     try:
         if tracked and journal is not None:

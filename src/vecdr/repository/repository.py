@@ -177,18 +177,38 @@ class Repository:
 
     # -- objects -----------------------------------------------------------------
 
-    def put(self, kind: str, data: bytes | memoryview, ext: str) -> tuple[ObjectRef, bool]:
-        """Store an immutable object by content; returns its ref and whether it was new.
+    def put(self, kind: str, data: bytes | memoryview, ext: str, *, recheck: bool = False) -> tuple[ObjectRef, bool]:
+        """Store an immutable object by content; returns its ref and whether it was written.
+
+        An object already stored under its name is reused only if it looks intact: the
+        right size (one stat or HEAD), or with ``recheck`` the right bytes (it is read
+        and hashed). Otherwise it is written again: the bytes its name promises, so
+        every snapshot that refers to it is mended, none changed.
 
         A large object also gets the sha256 of each of its parts, which readers check
         in parallel instead of its whole sha256 (which only one core can compute).
         """
         digest = sha256_hex(data)
         ref = ObjectRef(object_key(kind, digest, ext), digest, len(data), part_hashes(data))
-        if self.store.exists(ref.key):
+        if self.intact(ref, read_data=recheck):
             return ref, False
         self.store.write(ref.key, data)
         return ref, True
+
+    def intact(self, ref: ObjectRef, read_data: bool = False) -> bool:
+        """Whether the object ``ref`` names is stored with its size (and, with ``read_data``,
+        its sha256); a damaged one is logged."""
+        try:
+            if read_data:
+                self._check(ref, self.store.read(ref.key))
+            elif (size := self.store.size(ref.key)) != ref.size:
+                raise IntegrityError(f"{ref.key}: size {size} bytes, expected {ref.size}", path=ref.key)
+        except FileNotFoundError:
+            return False
+        except IntegrityError as exc:  # DecryptionError included
+            log.warning("%s", exc)
+            return False
+        return True
 
     def get(self, ref: ObjectRef) -> bytes:
         """Read an object and check its size and sha256; :class:`IntegrityError` if either is off.
