@@ -14,13 +14,14 @@ with its id, time and place in its collection's history as before.
   that need it are reported and kept; ``forget_unrepairable`` forgets them (their
   commit records go, their objects stay until ``prune``).
 
-Repair deletes nothing else and runs under the exclusive lock (a dry run under a
-shared one), like ``forget``.
+Repair deletes nothing else and runs under the exclusive lock, like ``forget``;
+a dry run writes nothing and takes no lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -295,11 +296,12 @@ def repair(
     own, or the only one) are rebuilt from. ``dry_run``: write nothing, say what
     would be done. ``forget_unrepairable``: forget the snapshots that stay damaged.
     """
-    with Lock(repo.store, "shared" if dry_run else "exclusive", "repair"):
+    # A dry run writes nothing, so it needs no lock (and runs on a read-only repository).
+    with nullcontext() if dry_run else Lock(repo.store, "exclusive", "repair"):
         job = _Repair(repo, dry_run, reporter)
         job.load()
         job.check()
-        if source is not None and job.broken:
+        if source is not None and any(job.objects[key].kind == "segment" for key in job.broken):
             job.segments_from(source, collection)
         job.sidecars()
         job.settle()
