@@ -14,8 +14,9 @@ import pytest
 import vecdr
 from vecdr.cli.main import main
 from vecdr.engines import open_snapshot
-from vecdr.errors import IntegrityError
+from vecdr.errors import IntegrityError, StoreUnreachableError
 from vecdr.testing.backends import assert_same_rows, faiss_rows
+from vecdr.testing.faults import WrappedStore
 
 D = 8
 N = 600
@@ -286,3 +287,22 @@ def test_repair_refuses_a_source_that_does_not_fit(repo: vecdr.Repository, tmp_p
         assert code == status and needle in err, (args, err)
         assert "unexpected" not in err
     assert {key: repo.store.read(key) for key in repo.store.list()} == before  # nothing written, nothing forgotten
+
+
+class _Unreachable(WrappedStore):
+    """Every read of a segment fails as a network that is down does."""
+
+    def read(self, key: str) -> bytes:
+        if key.startswith("segments/"):
+            raise StoreUnreachableError(f"cannot read {key}: endpoint unreachable")
+        return self.inner.read(key)
+
+
+@pytest.mark.fault("repair --forget-unrepairable while the store cannot be reached", store="local")
+def test_an_unreachable_store_is_not_damage(repo: vecdr.Repository, tmp_path: Path) -> None:
+    _, _, first, second, _ = two_snapshots(repo, tmp_path)
+    flaky = vecdr.Repository(_Unreachable(repo.store), repo.config)
+    with pytest.raises(StoreUnreachableError):
+        vecdr.repair(flaky, forget_unrepairable=True)
+    assert commit_of(repo, first) and commit_of(repo, second)  # nothing forgotten
+    assert vecdr.repair(repo, forget_unrepairable=True).damaged == []
