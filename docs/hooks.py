@@ -1,14 +1,15 @@
 """MkDocs hooks: the pages that are made from something else at build time.
 
 - ``reference/cli.md``: the CLI reference, from the ``vecdr`` command tree
-  (``docs/gen_cli.py``).
+  (``docs/gen_cli.py``). A copy is committed so that links to it work outside the
+  site too; the build replaces it with what the CLI says now.
 - ``benchmarks.md``: ``benchmarks/README.md`` followed by every results summary
   ``benchmarks/results/*.md`` present at build time. Their relative links are
   rewritten for the site: a link to a page of ``docs/`` points at that page, a
   link to a file under ``benchmarks/results/`` (a plot, a results JSON) ships
   that file with the site, and any other link becomes plain text.
 
-Neither page is written into ``docs/``; both exist only in the built site.
+Neither is written into ``docs/`` by the build.
 
 Headings get the ids GitHub gives them, so a link such as
 ``format.md#manifests-manifestssnapshotjson`` works on the site and when the
@@ -122,6 +123,9 @@ def on_config(config: Any) -> Any:
 
 
 def on_files(files: Files, config: Any) -> Files:
+    committed = files.get_file_from_path(CLI_PAGE)
+    if committed is not None:
+        files.remove(committed)
     files.append(File.generated(config, CLI_PAGE, content=_gen_cli().render()))
     assets: dict[str, Path] = {}
     files.append(File.generated(config, BENCHMARKS_PAGE, content=benchmarks_page(assets)))

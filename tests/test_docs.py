@@ -2,26 +2,64 @@
 
 Strict mode fails the build on a broken link or anchor, a page missing from the
 nav, or a nav entry without a page, so this one build checks every page of docs/.
+The Markdown is also read where it lies (a repository browser, an editor): there,
+every relative link must name a file that is committed, and the committed CLI
+reference must be the one the CLI generates now.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 
-pytest.importorskip("mkdocs", reason="mkdocs is not installed (it comes with the `docs` and `dev` extras)")
-pytest.importorskip("material", reason="mkdocs-material is not installed (it comes with the `docs` and `dev` extras)")
-
-import typer.main  # noqa: E402
-
-from vecdr.cli.main import app  # noqa: E402
+from vecdr.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
+_LINK = re.compile(r"\]\(([^)\s]+)")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def relative_links(page: Path) -> list[tuple[int, str]]:
+    """``(line, link)`` of each relative Markdown link of ``page``, outside code."""
+    found, fenced = [], False
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        if _FENCE.match(line):
+            fenced = not fenced
+            continue
+        if fenced:
+            continue
+        for text in line.split("`")[0::2]:  # outside inline code
+            for link in _LINK.findall(text):
+                if not re.match(r"^[a-z][a-z0-9+.-]*:", link, re.I) and not link.startswith("#"):
+                    found.append((number, link))
+    return found
+
+
+def test_every_relative_link_names_a_committed_file() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    links = [(page, number, link) for page in pages for number, link in relative_links(page)]
+    assert any(link.startswith("reference/cli.md") for _, _, link in links)  # the link that used to break
+    dead = [f"{page.relative_to(ROOT)}:{number}: {link}" for page, number, link in links
+            if link.split("#")[0] and not (page.parent / link.split("#")[0]).is_file()]
+    assert not dead, f"links to files that are not in the repository: {dead}"
+
+
+def test_the_committed_cli_reference_matches_the_cli() -> None:
+    spec = importlib.util.spec_from_file_location("vecdr_docs_gen_cli", ROOT / "docs" / "gen_cli.py")
+    assert spec is not None and spec.loader is not None
+    gen_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_cli)
+    committed = (ROOT / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
+    assert committed == gen_cli.render(), (
+        "docs/reference/cli.md is stale: run `python docs/gen_cli.py docs/reference/cli.md`"
+    )
 
 
 def cli_commands() -> list[tuple[str, ...]]:
@@ -54,6 +92,8 @@ class _Messages(logging.Handler):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The site, built in this process (vecdr is imported already) as `make docs` builds it."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (it comes with the `docs` and `dev` extras)")
+    pytest.importorskip("material", reason="mkdocs-material is not installed (the `docs` and `dev` extras)")
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException

@@ -14,8 +14,9 @@ import pytest
 import vecdr
 from vecdr.cli.main import main
 from vecdr.engines import open_snapshot
-from vecdr.errors import IntegrityError
+from vecdr.errors import IntegrityError, StoreUnreachableError
 from vecdr.testing.backends import assert_same_rows, faiss_rows
+from vecdr.testing.faults import WrappedStore
 
 D = 8
 N = 600
@@ -105,15 +106,15 @@ def test_incremental_snapshot_size_checks_what_it_reuses(fresh: vecdr.Repository
 # -- vecdr repair ------------------------------------------------------------------------------
 
 
-def cli(*args: str) -> tuple[int, str]:
-    """``vecdr ARGS…`` in this process: (exit status, stdout)."""
+def cli(*args: str) -> tuple[int, str, str]:
+    """``vecdr ARGS…`` in this process: (exit status, stdout, stderr)."""
     import contextlib
     import io
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))
-    return code, out.getvalue()
+    return code, out.getvalue(), err.getvalue()
 
 
 def two_snapshots(repo: vecdr.Repository, tmp_path: Path) -> tuple[faiss.Index, faiss.Index, str, str, Path]:
@@ -173,12 +174,12 @@ def test_repair_rebuilds_a_damaged_segment_from_the_source(repo: vecdr.Repositor
     with pytest.raises(IntegrityError):
         vecdr.restore_index(repo, "latest", collection="c")
 
-    code, out = cli("repair", str(repo.url))  # without a source: reported, kept, status 1
+    code, out, _ = cli("repair", str(repo.url))  # without a source: reported, kept, status 1
     assert code == 1 and "no source" in out and f"damaged snapshot {second}: kept" in out
-    code, out = cli("repair", str(repo.url), "--source", f"faiss:{path}", "--dry-run")
+    code, out, _ = cli("repair", str(repo.url), "--source", f"faiss:{path}", "--dry-run")
     assert code == 0 and "would be repaired" in out
     assert not vecdr.verify(repo).ok or how == "flipped"  # still damaged after the dry run
-    code, out = cli("repair", str(repo.url), "--source", f"faiss:{path}")
+    code, out, _ = cli("repair", str(repo.url), "--source", f"faiss:{path}")
     assert code == 0, out
     assert f"{own}:" in out and "repaired: rebuilt from faiss:" in out
 
@@ -230,13 +231,13 @@ def test_unrepairable_snapshots_are_kept_unless_told(repo: vecdr.Repository, tmp
     damage(repo, manifest.segments[0].object.key, "truncated")
     damage(repo, f"manifests/{first}.json", "flipped")
 
-    code, out = cli("repair", str(repo.url), "--forget-unrepairable", "--dry-run")
+    code, out, _ = cli("repair", str(repo.url), "--forget-unrepairable", "--dry-run")
     assert code == 0 and f"damaged snapshot {third}: would be forgotten" in out
-    code, out = cli("repair", str(repo.url))
+    code, out, _ = cli("repair", str(repo.url))
     assert code == 1 and f"damaged snapshot {third}: kept" in out and f"damaged snapshot {first}: kept" in out
     assert commit_of(repo, first) and commit_of(repo, third)
 
-    code, out = cli("repair", str(repo.url), "--forget-unrepairable", "--json")
+    code, out, _ = cli("repair", str(repo.url), "--forget-unrepairable", "--json")
     assert code == 0
     assert sorted(json.loads(out)["forgotten"]) == sorted([first, third])
     assert commit_of(repo, first) is None and commit_of(repo, third) is None
@@ -244,3 +245,64 @@ def test_unrepairable_snapshots_are_kept_unless_told(repo: vecdr.Repository, tmp
     assert vecdr.verify(repo).ok  # what is left is whole
     assert_restores(repo, new)  # latest is the second snapshot again
     assert repo.store.exists(manifest.segments[0].object.key)  # objects stay until prune
+
+
+@pytest.mark.fault("repair of an encrypted repository: a damaged segment and sidecar", store="local")
+def test_repair_in_an_encrypted_repository(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography", reason="the encrypt extra is not installed")
+    repo = vecdr.init(tmp_path / "repo", encrypt=True, password="correct horse")
+    path = tmp_path / "live.faiss"
+    index = flat_index()
+    faiss.write_index(index, str(path))
+    snap = vecdr.snapshot(repo, f"faiss:{path}").snapshot
+    entry = open_snapshot(repo, snap).segments[0]
+    sealed = bytearray(repo.store.inner.read(entry.object.key))
+    sealed[len(sealed) // 2] ^= 0xFF  # the ciphertext at rest: it no longer decrypts
+    repo.store.inner.write(entry.object.key, bytes(sealed))
+    result = vecdr.repair(repo, f"faiss:{path}")
+    assert [(d.kind, d.repaired) for d in result.damaged] == [("segment", True)]
+    repo.store.inner.delete(entry.hashes.key)
+    result = vecdr.repair(repo)
+    assert [(d.kind, d.repaired) for d in result.damaged] == [("row hashes", True)]
+    assert vecdr.verify(repo, read_data=True).ok
+    assert_restores(repo, index)
+
+
+@pytest.mark.fault("repair --source that does not fit the collection", store="local")
+def test_repair_refuses_a_source_that_does_not_fit(repo: vecdr.Repository, tmp_path: Path) -> None:
+    _, _, _, second, path = two_snapshots(repo, tmp_path)
+    damage(repo, open_snapshot(repo, second).segments[-1].object.key, "flipped")
+    other = tmp_path / "other.faiss"
+    wide = faiss.IndexIDMap2(faiss.IndexFlatL2(D + 1))
+    wide.add_with_ids(np.ones((3, D + 1), np.float32), np.arange(3, dtype=np.int64))
+    faiss.write_index(wide, str(other))
+    before = {key: repo.store.read(key) for key in repo.store.list()}
+    for args, status, needle in [
+        (("--source", f"faiss:{other}", "-c", "c"), 1, "dimension"),
+        (("--source", f"faiss:{path}", "-c", "nope"), 1, "no collection 'nope'"),
+        (("--embeddings", str(tmp_path / "x.npy")), 2, "source"),
+        (("--source", ""), 2, "source"),
+    ]:
+        code, _, err = cli("repair", str(repo.url), *args)
+        assert code == status and needle in err, (args, err)
+        assert "unexpected" not in err
+    assert {key: repo.store.read(key) for key in repo.store.list()} == before  # nothing written, nothing forgotten
+
+
+class _Unreachable(WrappedStore):
+    """Every read of a segment fails as a network that is down does."""
+
+    def read(self, key: str) -> bytes:
+        if key.startswith("segments/"):
+            raise StoreUnreachableError(f"cannot read {key}: endpoint unreachable")
+        return self.inner.read(key)
+
+
+@pytest.mark.fault("repair --forget-unrepairable while the store cannot be reached", store="local")
+def test_an_unreachable_store_is_not_damage(repo: vecdr.Repository, tmp_path: Path) -> None:
+    _, _, first, second, _ = two_snapshots(repo, tmp_path)
+    flaky = vecdr.Repository(_Unreachable(repo.store), repo.config)
+    with pytest.raises(StoreUnreachableError):
+        vecdr.repair(flaky, forget_unrepairable=True)
+    assert commit_of(repo, first) and commit_of(repo, second)  # nothing forgotten
+    assert vecdr.repair(repo, forget_unrepairable=True).damaged == []

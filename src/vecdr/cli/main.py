@@ -431,7 +431,8 @@ def repair_cmd(
         would = "would be " if dry_run else ""
         for d in result.damaged:
             outcome = f"{would}repaired: {d.how}" if d.repaired else f"not repaired: {d.how}"
-            print(output.one_line(f"{d.object}: {d.problem}; {outcome}"))
+            problem = d.problem if d.object in d.problem else f"{d.object}: {d.problem}"
+            print(output.one_line(f"{problem}; {outcome}"))
         for snapshot in result.unrepairable:
             state = ("would be forgotten" if dry_run else "forgotten") if snapshot in result.forgotten else "kept"
             print(output.one_line(f"damaged snapshot {snapshot}: {state}"))

@@ -14,13 +14,14 @@ with its id, time and place in its collection's history as before.
   that need it are reported and kept; ``forget_unrepairable`` forgets them (their
   commit records go, their objects stay until ``prune``).
 
-Repair deletes nothing else and runs under the exclusive lock (a dry run under a
-shared one), like ``forget``.
+Repair deletes nothing else and runs under the exclusive lock, like ``forget``;
+a dry run writes nothing and takes no lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -30,7 +31,7 @@ import pyarrow.compute as pc
 from vecdr.backends.base import Source
 from vecdr.engines.pool import bounded_map
 from vecdr.engines.segments import io_workers
-from vecdr.errors import DimensionMismatchError, SchemaError, VecdrError
+from vecdr.errors import DimensionMismatchError, IntegrityError, SchemaError
 from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes, sha256_hex
 from vecdr.format.manifest import Manifest, SegmentEntry
 from vecdr.format.objects import ObjectRef
@@ -115,22 +116,27 @@ class _Repair:
 
     # -- finding the damage ----------------------------------------------------
 
+    # Only an IntegrityError (missing, truncated, altered, undecryptable) is damage. Any
+    # other error (a store that cannot be reached, a newer format) stops the repair:
+    # taking it for damage could forget snapshots that are whole.
+
     def load(self) -> None:
-        """Read every commit record and manifest; unreadable ones are damage no one can repair."""
+        """Read every commit record and manifest; damaged ones are damage no one can repair."""
         for seq in commit_seqs(self.repo.store):
             key = commit_key(seq)
             try:
                 commit = read_commit(self.repo.store, seq)
+            except IntegrityError as exc:
+                self._unrepairable(key, "commit record", str(exc), key)
+                continue
             except FileNotFoundError:
                 continue  # forgotten since it was listed
-            except (VecdrError, OSError) as exc:
-                self._unrepairable(key, "commit record", str(exc), key)
                 continue
             self.result.snapshots += 1
             self.commits.append(commit)
             try:
                 manifest = self.repo.load_manifest(commit)
-            except (VecdrError, OSError) as exc:
+            except IntegrityError as exc:
                 self._unrepairable(commit.manifest.key, "manifest", str(exc), commit.snapshot)
                 continue
             self.manifests[commit.snapshot] = manifest
@@ -158,7 +164,7 @@ class _Repair:
         def problem(obj: _Referenced) -> str | None:
             try:
                 self.repo.get(obj.ref)
-            except (VecdrError, OSError) as exc:
+            except IntegrityError as exc:
                 return str(exc)
             finally:
                 self.reporter.advance(1)
@@ -295,11 +301,12 @@ def repair(
     own, or the only one) are rebuilt from. ``dry_run``: write nothing, say what
     would be done. ``forget_unrepairable``: forget the snapshots that stay damaged.
     """
-    with Lock(repo.store, "shared" if dry_run else "exclusive", "repair"):
+    # A dry run writes nothing, so it needs no lock (and runs on a read-only repository).
+    with nullcontext() if dry_run else Lock(repo.store, "exclusive", "repair"):
         job = _Repair(repo, dry_run, reporter)
         job.load()
         job.check()
-        if source is not None and job.broken:
+        if source is not None and any(job.objects[key].kind == "segment" for key in job.broken):
             job.segments_from(source, collection)
         job.sidecars()
         job.settle()
