@@ -524,12 +524,16 @@ class Transfers(threading.Thread):
     """A writer that, one transaction at a time, moves balance between rows, moves some into a
     new row, or deletes a row and hands its balance on. Every committed state has
     ``sum(balance) = rows × 100`` and ``embedding = [balance, id, 0, 0]`` in every row; the
-    states in between exist only inside a transaction."""
+    states in between exist only inside a transaction. ``log`` holds, per commit in commit
+    order, the balance each row it touched was left with (None: deleted)."""
 
     def __init__(self, pg: Any, rows: int) -> None:
         super().__init__(daemon=True)
         self.conn = pg.connect(autocommit=False)
         self.ids = list(range(rows))
+        self.initial = dict.fromkeys(self.ids, TOTAL)
+        self.balances = dict(self.initial)
+        self.log: list[dict[int, int | None]] = []
         self.next_id = rows
         self.commits = 0
         self.gate = threading.Lock()  # held around each transaction
@@ -548,6 +552,7 @@ class Transfers(threading.Thread):
         a, b = self.rng.sample(self.ids, 2)
         k = self.rng.randint(1, 9)
         op = self.rng.random()
+        bal = self.balances
         if op < 0.2:
             new = self.next_id
             self.move(a, -k)
@@ -556,14 +561,36 @@ class Transfers(threading.Thread):
             )
             self.next_id += 1
             self.ids.append(new)
+            bal[a], bal[new] = bal[a] - k, k
+            change: dict[int, int | None] = {a: bal[a], new: k}
         elif op < 0.35 and len(self.ids) > 100:
             (balance,) = self.conn.execute("DELETE FROM bank WHERE id = %s RETURNING balance", (a,)).fetchone()
+            assert balance == bal.pop(a)
             self.move(b, balance)
             self.ids.remove(a)
+            bal[b] += balance
+            change = {a: None, b: bal[b]}
         else:
             self.move(a, -k)
             self.move(b, k)
+            bal[a], bal[b] = bal[a] - k, bal[b] + k
+            change = {a: bal[a], b: bal[b]}
         self.conn.commit()
+        self.log.append(change)
+
+    def prefix(self, state: dict[int, int]) -> int | None:
+        """How many of the logged commits, applied in order to the first state, give ``state``; None if none."""
+        replayed: dict[int, int | None] = dict(self.initial)
+        differ = {i for i in replayed.keys() | state.keys() if replayed.get(i) != state.get(i)}
+        for length in range(len(self.log) + 1):
+            if not differ:
+                return length
+            if length == len(self.log):
+                break
+            for id, balance in self.log[length].items():
+                replayed[id] = balance
+                (differ.discard if balance == state.get(id) else differ.add)(id)
+        return None
 
     def run(self) -> None:
         try:
@@ -597,6 +624,12 @@ def assert_consistent(conn: Any, table: str, rows: int) -> None:
     assert (total, bad) == (rows * TOTAL, 0), f"{table}: sum {total}, {bad} rows whose vector disagrees"
 
 
+def balances(conn: Any, table: str) -> dict[int, int]:
+    return dict(conn.execute(f"SELECT id, balance FROM {q(table)}").fetchall())
+
+
+@pytest.mark.fault("pgvector snapshots while a writer commits (tracked={tracked}, pass_rows={pass_rows})",
+                   store="pgvector")
 @pytest.mark.parametrize(
     ("tracked", "pass_rows"), [(False, None), (True, None), (False, 300)], ids=["diff", "tracked", "diff-in-id-ranges"]
 )
@@ -641,6 +674,8 @@ def test_snapshots_are_one_point_in_time_while_a_writer_commits(
         for i, (snapshot, expected) in enumerate(snaps):
             vecdr.restore(repo, pg.uri(f"at_{i}"), snapshot)
             assert_consistent(conn, f"at_{i}", rows)
+            # The writer's log, replayed: each snapshot is the table after some number of its commits.
+            assert writer.prefix(balances(conn, f"at_{i}")) is not None, f"snapshot {i}: no state the writer committed"
             if expected is not None:
                 assert row_texts(conn, f"at_{i}") == expected
         # With the writer stopped, one more snapshot is the table exactly: no change was lost.
@@ -648,6 +683,7 @@ def test_snapshots_are_one_point_in_time_while_a_writer_commits(
         assert last.mode == ("tracked" if tracked else "diff")
         vecdr.restore(repo, pg.uri("last"), last.snapshot)
         assert row_texts(conn, "last") == row_texts(conn, "bank")
+        assert writer.prefix(balances(conn, "last")) == len(writer.log)
         if tracked:
             assert log_count(conn, "bank") == 0
 
