@@ -30,7 +30,7 @@ import pytest
 
 import vecdr
 from vecdr.backends.base import Source, Target
-from vecdr.backends.pgvector import PgvectorSource, disable_tracking, enable_tracking
+from vecdr.backends.pgvector import PgvectorSource, disable_tracking, enable_tracking, tracking
 from vecdr.backends.registry import open_source, open_target
 from vecdr.errors import (
     BackendConnectionError,
@@ -997,6 +997,64 @@ def test_triggers_that_do_not_fire_always_are_detected_and_upgraded(pg: Any, rep
         assert (resumed.mode, counts(resumed)) == ("tracked", {"added": 0, "changed": 0, "deleted": 1})
         vecdr.restore(repo, pg.uri("copy"), resumed.snapshot)
         assert row_texts(conn, "copy") == row_texts(conn, "items")
+
+
+@pytest.mark.fault("pgvector tracking of a long-named table installed by an older vecdr", store="pgvector")
+def test_tracking_an_older_vecdr_installed_on_a_long_name_is_upgraded_in_place(
+    pg: Any, repo: vecdr.Repository
+) -> None:
+    """An older vecdr named the log and the trigger function ``<table>_vecdr_log`` and
+    ``<table>_vecdr_track``, which PostgreSQL cut at 63 bytes, and made ordinary triggers.
+    Enabling tracking again keeps that log (it may hold changes), points the triggers at
+    the new function, drops the old one, and disabling removes everything."""
+    table = "items_" + "x" * 54  # 60 bytes: "_vecdr_log" and "_vecdr_track" were cut
+    old_log, old_fn = (table + "_vecdr_log")[:63], (table + "_vecdr_track")[:63]
+    uri = table_uri(pg, table)
+    with pg.connect() as conn:
+        ids, vectors = make_rows(30, D, seed=36)
+        load_table(conn, table, ids, vectors)
+        log = enable_tracking(uri).removeprefix("public.")
+        # Made as the older vecdr left it: cut names, triggers that fire in origin sessions only.
+        conn.execute(f"ALTER TABLE {q(log)} RENAME TO {q(old_log)}")
+        conn.execute("UPDATE vecdr_tracking SET log = %s WHERE tbl = %s", (old_log, table))
+        conn.execute(
+            f"CREATE FUNCTION {q(old_fn)}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF TG_OP IN ('UPDATE', 'DELETE') THEN INSERT INTO {q(old_log)} (id) SELECT id FROM vecdr_old; END IF; "
+            f"IF TG_OP IN ('INSERT', 'UPDATE') THEN INSERT INTO {q(old_log)} (id) SELECT id FROM vecdr_new; END IF; "
+            "RETURN NULL; END $$"
+        )
+        for trigger, event, referencing in (
+            ("ins", "INSERT", "REFERENCING NEW TABLE AS vecdr_new"),
+            ("upd", "UPDATE", "REFERENCING OLD TABLE AS vecdr_old NEW TABLE AS vecdr_new"),
+            ("del", "DELETE", "REFERENCING OLD TABLE AS vecdr_old"),
+        ):
+            conn.execute(f"DROP TRIGGER vecdr_track_{trigger} ON {q(table)}")
+            conn.execute(f"CREATE TRIGGER vecdr_track_{trigger} AFTER {event} ON {q(table)} {referencing} "
+                         f"FOR EACH STATEMENT EXECUTE FUNCTION {q(old_fn)}()")
+        conn.execute(f"ALTER TABLE {q(table)} ENABLE TRIGGER vecdr_track_truncate")
+        conn.execute(f"DELETE FROM {q(table)} WHERE id = %s", (int(ids[0]),))  # logged in the old log
+        with pytest.warns(UserWarning, match="older vecdr"):
+            vecdr.snapshot(repo, uri)
+
+        assert enable_tracking(uri) == f"public.{old_log}"
+        functions = conn.execute(
+            "SELECT DISTINCT tgfoid::regproc::text FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+            (q(table),),
+        ).fetchall()
+        assert functions == [(tracking.function_name(table),)]
+        assert conn.execute("SELECT to_regproc(%s)", (q(old_fn),)).fetchone()[0] is None
+        conn.execute(f"UPDATE {q(table)} SET embedding = embedding WHERE id = %s", (int(ids[1]),))
+        assert vecdr.snapshot(repo, uri).mode == "diff"  # once, after the upgrade
+        conn.execute(f"DELETE FROM {q(table)} WHERE id = %s", (int(ids[2]),))
+        tracked = vecdr.snapshot(repo, uri)
+        assert (tracked.mode, counts(tracked)) == ("tracked", {"added": 0, "changed": 0, "deleted": 1})
+        vecdr.restore(repo, pg.uri("copy"), tracked.snapshot)
+        assert row_texts(conn, "copy") == row_texts(conn, table)
+        disable_tracking(uri)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE %s", (table[:20] + "%vecdr%",)
+        ).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE '%vecdr_track%'").fetchone()[0] == 0
 
 
 @pytest.mark.fault("pgvector table written by a logical replication subscription", store="pgvector")
