@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -769,3 +771,125 @@ def test_a_collection_name_of_the_longest_length_restores_and_drills(
     assert result.rows_restored == 40 and result.passed
     assert drilled not in lite_client.list_collections()
     assert not [c for c in lite_client.list_collections() if "_vecdr_" in c]
+
+
+# -- writers in the snapshotting process --------------------------------------------------
+
+
+@pytest.mark.fault("Milvus Lite collection written by this process during a snapshot", store="milvus")
+def test_a_write_in_this_process_during_a_lite_snapshot_is_warned(
+    repo: vecdr.Repository, lite_db: str, lite_client: MilvusClient
+) -> None:
+    """Milvus Lite keeps no versions: a write made by another client of this process while the
+    snapshot pages through the collection cannot be excluded, so the snapshot says so."""
+    name = unique("written")
+    create_plain(lite_client, name, 4)
+    insert_rows(lite_client, name, np.arange(50), np.ones((50, 4), np.float32))
+    source = MilvusSource(lite_db, collection=name)
+    try:
+        pages = source.scan(20)
+        first = next(pages)
+        lite_client.upsert(name, [{"pk": 49, "embedding": [2.0] * 4}])  # the application, mid-snapshot
+        with pytest.warns(UserWarning, match="was written during this snapshot .* no MVCC versions"):
+            rest = list(pages)
+        assert first.num_rows + sum(t.num_rows for t in rest) == 50
+    finally:
+        source.close()
+
+
+def replay(initial: dict[int, float], log: list[tuple[str, int, float]], restored: dict[int, float]) -> int | None:
+    """The length of the first prefix of ``log`` that turns ``initial`` into ``restored``, or None."""
+    state = dict(initial)
+    differ = {i for i in state.keys() | restored.keys() if state.get(i) != restored.get(i)}
+    for length in range(len(log) + 1):
+        if not differ:
+            return length
+        if length == len(log):
+            return None
+        op, key, value = log[length]
+        if op == "upsert":
+            state[key] = value
+        else:
+            state.pop(key, None)
+        (differ.discard if state.get(key) == restored.get(key) else differ.add)(key)
+    return None
+
+
+@pytest.mark.fault("Milvus Lite snapshots while a writer thread logs every operation", store="milvus")
+def test_lite_snapshots_during_writes_are_a_prefix_or_warned_and_the_last_is_exact(
+    repo: vecdr.Repository, lite_db: str, lite_client: MilvusClient
+) -> None:
+    """A writer thread upserts and deletes, logging each operation once Milvus acknowledged it.
+    Every snapshot taken meanwhile restores to the state after one prefix of the log, or warns
+    that it is not one point in time; the snapshot after the writer stops is exactly the live
+    collection, without a warning."""
+    import threading
+
+    name = unique("busy")
+    create_plain(lite_client, name, 4)
+    n = 1500
+    insert_rows(lite_client, name, np.arange(n), np.zeros((n, 4), np.float32))
+    initial = dict.fromkeys(range(n), 0.0)
+    log: list[tuple[str, int, float]] = []
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        k = 0
+        try:
+            while not stop.is_set():
+                k += 1
+                key = (k * 7919) % (n + 100)
+                if k % 4 == 0:
+                    lite_client.delete(name, ids=[key])
+                    log.append(("delete", key, 0.0))
+                else:
+                    lite_client.upsert(name, [{"pk": key, "embedding": [float(k)] * 4}])
+                    log.append(("upsert", key, float(k)))
+        except BaseException as exc:  # noqa: BLE001  (reported by the test)
+            failures.append(exc)
+
+    def restored(snapshot: str) -> dict[int, float]:
+        copy = unique("busy_copy")
+        vecdr.restore(repo, f"milvus:{lite_db}?collection={copy}", snapshot)
+        ids, vectors = read_rows(lite_client, copy)
+        lite_client.drop_collection(copy)
+        assert (vectors == vectors[:, :1]).all()
+        return dict(zip(ids.tolist(), vectors[:, 0].tolist(), strict=True))
+
+    uri = f"milvus:{lite_db}?collection={name}"
+    during: list[tuple[str, bool]] = []
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        while len(log) < 20:
+            time.sleep(0.01)
+        for _ in range(3):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                snap = vecdr.snapshot(repo, uri)
+            during.append((snap.snapshot, any("no MVCC versions" in str(w.message) for w in caught)))
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not failures, failures
+    assert len(log) > 20
+    for snapshot, warned in during:
+        assert warned or replay(initial, log, restored(snapshot)) is not None, snapshot
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing writes now: one point in time, no warning
+        last = vecdr.snapshot(repo, uri)
+    final = restored(last.snapshot)
+    assert final == replay_state(initial, log)
+    live_ids, live_vectors = read_rows(lite_client, name)
+    assert final == dict(zip(live_ids.tolist(), live_vectors[:, 0].tolist(), strict=True))
+
+
+def replay_state(initial: dict[int, float], log: list[tuple[str, int, float]]) -> dict[int, float]:
+    state = dict(initial)
+    for op, key, value in log:
+        if op == "upsert":
+            state[key] = value
+        else:
+            state.pop(key, None)
+    return state

@@ -3,8 +3,10 @@ columns, column options and malformed inputs."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -206,3 +208,88 @@ def test_target_refusal_keeps_the_existing_file(repo: vecdr.Repository, tmp_path
         vecdr.restore(repo, f"parquet:{out}", snap.snapshot)
     assert out.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "out.parquet", "repo"]
+
+
+# -- a file rewritten while a snapshot reads it -------------------------------------------
+
+
+def version_table(k: int) -> pa.Table:
+    """Version ``k`` of a rewritten file: its own row count, ids and vectors, so any mix of two shows."""
+    n = 3000 + 250 * (k % 4)
+    ids = np.arange(n, dtype=np.int64) * (1 + k % 3) + k
+    vectors = np.full((n, 32), k, np.float32) + np.arange(n, dtype=np.float32)[:, None] / n
+    return pa.table({"id": ids, "vector": vectors_to_arrow(vectors), "v": pa.array(np.full(n, k, np.int64))})
+
+
+def digest(table: pa.Table) -> str:
+    import hashlib
+
+    table = table.select(["id", "vector", "v"]).sort_by("id")
+    h = hashlib.sha256()
+    for name in ("id", "v"):
+        h.update(table.column(name).to_numpy().tobytes())
+    h.update(vectors_from_arrow(table.column("vector"), 32).tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.fault("parquet source rewritten while a snapshot reads it ({how})", store="local")
+@pytest.mark.parametrize("how", ["replaced by rename", "rewritten in place"])
+def test_a_file_rewritten_during_snapshots_is_stored_as_one_version_or_refused(
+    how: str, repo: vecdr.Repository, tmp_path: Path, cases: Any
+) -> None:
+    """A writer keeps rewriting the file (to a new name then renamed over it, or truncating and
+    writing the same inode) while snapshots run: each one commits exactly one version the writer
+    wrote (every version is logged), or is refused with a SourceError saying the file changed."""
+    import threading
+
+    path = tmp_path / "rows.parquet"
+    written: dict[str, int] = {}  # digest -> version, for every version the writer wrote
+
+    def write(k: int) -> None:
+        table = version_table(k)
+        written[digest(table)] = k
+        if how == "replaced by rename":
+            pq.write_table(table, tmp_path / "next.parquet", row_group_size=400)
+            os.replace(tmp_path / "next.parquet", path)
+        else:
+            pq.write_table(table, path, row_group_size=400)  # truncates and rewrites the same inode
+
+    write(0)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        k = 1
+        try:
+            while not stop.is_set():
+                write(k)
+                k += 1
+                stop.wait(0.03 * (k % 3))  # bursts and pauses: some snapshots fall between writes
+        except BaseException as exc:  # noqa: BLE001  (reported by the test)
+            failures.append(exc)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    committed, refused = [], 0
+    thread.start()
+    try:
+        while (len(committed) + refused < 12 or len(written) < 12) and len(committed) + refused < 100:
+            try:
+                committed.append(vecdr.snapshot(repo, f"parquet:{path}", collection="c").snapshot)
+            except SourceError as exc:
+                assert "changed while the snapshot read it" in str(exc), exc
+                refused += 1
+                cases.ok()
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not failures, failures
+    cases.plan(len(committed) + refused + 1)
+    final = vecdr.snapshot(repo, f"parquet:{path}", collection="c")  # the writer has stopped: it must succeed
+    for i, snapshot in enumerate([*committed, final.snapshot]):
+        out = tmp_path / f"restored-{i}.parquet"
+        vecdr.restore(repo, f"parquet:{out}", snapshot)
+        assert digest(pq.read_table(out)) in written, f"snapshot {snapshot} holds no version the writer wrote"
+        cases.ok()
+    assert digest(pq.read_table(tmp_path / f"restored-{len(committed)}.parquet")) == digest(pq.read_table(path))
+    assert len(written) >= 12
+    print(f"{how}: {len(written)} versions written, {len(committed)} snapshots committed, {refused} refused")

@@ -30,7 +30,7 @@ import pytest
 
 import vecdr
 from vecdr.backends.base import Source, Target
-from vecdr.backends.pgvector import PgvectorSource, disable_tracking, enable_tracking
+from vecdr.backends.pgvector import PgvectorSource, disable_tracking, enable_tracking, tracking
 from vecdr.backends.registry import open_source, open_target
 from vecdr.errors import (
     BackendConnectionError,
@@ -524,12 +524,16 @@ class Transfers(threading.Thread):
     """A writer that, one transaction at a time, moves balance between rows, moves some into a
     new row, or deletes a row and hands its balance on. Every committed state has
     ``sum(balance) = rows × 100`` and ``embedding = [balance, id, 0, 0]`` in every row; the
-    states in between exist only inside a transaction."""
+    states in between exist only inside a transaction. ``log`` holds, per commit in commit
+    order, the balance each row it touched was left with (None: deleted)."""
 
     def __init__(self, pg: Any, rows: int) -> None:
         super().__init__(daemon=True)
         self.conn = pg.connect(autocommit=False)
         self.ids = list(range(rows))
+        self.initial = dict.fromkeys(self.ids, TOTAL)
+        self.balances = dict(self.initial)
+        self.log: list[dict[int, int | None]] = []
         self.next_id = rows
         self.commits = 0
         self.gate = threading.Lock()  # held around each transaction
@@ -548,6 +552,7 @@ class Transfers(threading.Thread):
         a, b = self.rng.sample(self.ids, 2)
         k = self.rng.randint(1, 9)
         op = self.rng.random()
+        bal = self.balances
         if op < 0.2:
             new = self.next_id
             self.move(a, -k)
@@ -556,14 +561,36 @@ class Transfers(threading.Thread):
             )
             self.next_id += 1
             self.ids.append(new)
+            bal[a], bal[new] = bal[a] - k, k
+            change: dict[int, int | None] = {a: bal[a], new: k}
         elif op < 0.35 and len(self.ids) > 100:
             (balance,) = self.conn.execute("DELETE FROM bank WHERE id = %s RETURNING balance", (a,)).fetchone()
+            assert balance == bal.pop(a)
             self.move(b, balance)
             self.ids.remove(a)
+            bal[b] += balance
+            change = {a: None, b: bal[b]}
         else:
             self.move(a, -k)
             self.move(b, k)
+            bal[a], bal[b] = bal[a] - k, bal[b] + k
+            change = {a: bal[a], b: bal[b]}
         self.conn.commit()
+        self.log.append(change)
+
+    def prefix(self, state: dict[int, int]) -> int | None:
+        """How many of the logged commits, applied in order to the first state, give ``state``; None if none."""
+        replayed: dict[int, int | None] = dict(self.initial)
+        differ = {i for i in replayed.keys() | state.keys() if replayed.get(i) != state.get(i)}
+        for length in range(len(self.log) + 1):
+            if not differ:
+                return length
+            if length == len(self.log):
+                break
+            for id, balance in self.log[length].items():
+                replayed[id] = balance
+                (differ.discard if balance == state.get(id) else differ.add)(id)
+        return None
 
     def run(self) -> None:
         try:
@@ -597,6 +624,12 @@ def assert_consistent(conn: Any, table: str, rows: int) -> None:
     assert (total, bad) == (rows * TOTAL, 0), f"{table}: sum {total}, {bad} rows whose vector disagrees"
 
 
+def balances(conn: Any, table: str) -> dict[int, int]:
+    return dict(conn.execute(f"SELECT id, balance FROM {q(table)}").fetchall())
+
+
+@pytest.mark.fault("pgvector snapshots while a writer commits (tracked={tracked}, pass_rows={pass_rows})",
+                   store="pgvector")
 @pytest.mark.parametrize(
     ("tracked", "pass_rows"), [(False, None), (True, None), (False, 300)], ids=["diff", "tracked", "diff-in-id-ranges"]
 )
@@ -641,6 +674,8 @@ def test_snapshots_are_one_point_in_time_while_a_writer_commits(
         for i, (snapshot, expected) in enumerate(snaps):
             vecdr.restore(repo, pg.uri(f"at_{i}"), snapshot)
             assert_consistent(conn, f"at_{i}", rows)
+            # The writer's log, replayed: each snapshot is the table after some number of its commits.
+            assert writer.prefix(balances(conn, f"at_{i}")) is not None, f"snapshot {i}: no state the writer committed"
             if expected is not None:
                 assert row_texts(conn, f"at_{i}") == expected
         # With the writer stopped, one more snapshot is the table exactly: no change was lost.
@@ -648,6 +683,7 @@ def test_snapshots_are_one_point_in_time_while_a_writer_commits(
         assert last.mode == ("tracked" if tracked else "diff")
         vecdr.restore(repo, pg.uri("last"), last.snapshot)
         assert row_texts(conn, "last") == row_texts(conn, "bank")
+        assert writer.prefix(balances(conn, "last")) == len(writer.log)
         if tracked:
             assert log_count(conn, "bank") == 0
 
@@ -961,6 +997,64 @@ def test_triggers_that_do_not_fire_always_are_detected_and_upgraded(pg: Any, rep
         assert (resumed.mode, counts(resumed)) == ("tracked", {"added": 0, "changed": 0, "deleted": 1})
         vecdr.restore(repo, pg.uri("copy"), resumed.snapshot)
         assert row_texts(conn, "copy") == row_texts(conn, "items")
+
+
+@pytest.mark.fault("pgvector tracking of a long-named table installed by an older vecdr", store="pgvector")
+def test_tracking_an_older_vecdr_installed_on_a_long_name_is_upgraded_in_place(
+    pg: Any, repo: vecdr.Repository
+) -> None:
+    """An older vecdr named the log and the trigger function ``<table>_vecdr_log`` and
+    ``<table>_vecdr_track``, which PostgreSQL cut at 63 bytes, and made ordinary triggers.
+    Enabling tracking again keeps that log (it may hold changes), points the triggers at
+    the new function, drops the old one, and disabling removes everything."""
+    table = "items_" + "x" * 54  # 60 bytes: "_vecdr_log" and "_vecdr_track" were cut
+    old_log, old_fn = (table + "_vecdr_log")[:63], (table + "_vecdr_track")[:63]
+    uri = table_uri(pg, table)
+    with pg.connect() as conn:
+        ids, vectors = make_rows(30, D, seed=36)
+        load_table(conn, table, ids, vectors)
+        log = enable_tracking(uri).removeprefix("public.")
+        # Made as the older vecdr left it: cut names, triggers that fire in origin sessions only.
+        conn.execute(f"ALTER TABLE {q(log)} RENAME TO {q(old_log)}")
+        conn.execute("UPDATE vecdr_tracking SET log = %s WHERE tbl = %s", (old_log, table))
+        conn.execute(
+            f"CREATE FUNCTION {q(old_fn)}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF TG_OP IN ('UPDATE', 'DELETE') THEN INSERT INTO {q(old_log)} (id) SELECT id FROM vecdr_old; END IF; "
+            f"IF TG_OP IN ('INSERT', 'UPDATE') THEN INSERT INTO {q(old_log)} (id) SELECT id FROM vecdr_new; END IF; "
+            "RETURN NULL; END $$"
+        )
+        for trigger, event, referencing in (
+            ("ins", "INSERT", "REFERENCING NEW TABLE AS vecdr_new"),
+            ("upd", "UPDATE", "REFERENCING OLD TABLE AS vecdr_old NEW TABLE AS vecdr_new"),
+            ("del", "DELETE", "REFERENCING OLD TABLE AS vecdr_old"),
+        ):
+            conn.execute(f"DROP TRIGGER vecdr_track_{trigger} ON {q(table)}")
+            conn.execute(f"CREATE TRIGGER vecdr_track_{trigger} AFTER {event} ON {q(table)} {referencing} "
+                         f"FOR EACH STATEMENT EXECUTE FUNCTION {q(old_fn)}()")
+        conn.execute(f"ALTER TABLE {q(table)} ENABLE TRIGGER vecdr_track_truncate")
+        conn.execute(f"DELETE FROM {q(table)} WHERE id = %s", (int(ids[0]),))  # logged in the old log
+        with pytest.warns(UserWarning, match="older vecdr"):
+            vecdr.snapshot(repo, uri)
+
+        assert enable_tracking(uri) == f"public.{old_log}"
+        functions = conn.execute(
+            "SELECT DISTINCT tgfoid::regproc::text FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+            (q(table),),
+        ).fetchall()
+        assert functions == [(tracking.function_name(table),)]
+        assert conn.execute("SELECT to_regproc(%s)", (q(old_fn),)).fetchone()[0] is None
+        conn.execute(f"UPDATE {q(table)} SET embedding = embedding WHERE id = %s", (int(ids[1]),))
+        assert vecdr.snapshot(repo, uri).mode == "diff"  # once, after the upgrade
+        conn.execute(f"DELETE FROM {q(table)} WHERE id = %s", (int(ids[2]),))
+        tracked = vecdr.snapshot(repo, uri)
+        assert (tracked.mode, counts(tracked)) == ("tracked", {"added": 0, "changed": 0, "deleted": 1})
+        vecdr.restore(repo, pg.uri("copy"), tracked.snapshot)
+        assert row_texts(conn, "copy") == row_texts(conn, table)
+        disable_tracking(uri)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE %s", (table[:20] + "%vecdr%",)
+        ).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE '%vecdr_track%'").fetchone()[0] == 0
 
 
 @pytest.mark.fault("pgvector table written by a logical replication subscription", store="pgvector")

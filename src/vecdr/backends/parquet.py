@@ -9,6 +9,7 @@ rows are written as one Parquet file of the segment schema.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,11 @@ from vecdr.durable import publish
 from vecdr.errors import SchemaError, SourceError, TargetExistsError
 from vecdr.format.segment import ID, VECTOR, id_kind, segment_schema, vector_type
 
+#: Times to read a file's footer again when it changed while being read.
+OPEN_TRIES = 5
+#: Seconds to wait before calling an unreadable file "not Parquet": one being written changes meanwhile.
+SETTLE_SECONDS = 0.05
+
 
 class ParquetSource(Source):
     backend = "parquet"
@@ -30,12 +36,8 @@ class ParquetSource(Source):
     ) -> None:
         super().__init__(uri or f"parquet:{path}")
         self.path = Path(path)
-        try:
-            self.file = pq.ParquetFile(self.path)
-        except FileNotFoundError:
-            raise SourceError(f"no Parquet file at {self.path}") from None
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SourceError(f"{self.path} is not a Parquet file ({exc})") from exc
+        self.handle: pa.NativeFile | None = None
+        self.file, self.pinned = self._open()
         schema = self.file.schema_arrow
         for col in (id, vector):
             if col not in schema.names:
@@ -51,6 +53,76 @@ class ParquetSource(Source):
             [f for f in schema if f.name not in (id, vector)]
         )
         segment_schema(self.dimension, self.kind, self.attributes)  # reserved-name check
+
+    # -- one version of the file ----------------------------------------------------
+    #
+    # Every read goes through one open handle, so a file replaced by a rename (the safe
+    # way to write one) is still read whole, as it was. A file rewritten in place (the
+    # same inode truncated and written again) would be read torn: its identity (size,
+    # modification time, inode, and the footer's bytes) is pinned when the
+    # footer is read and checked after every read; a change refuses the snapshot.
+
+    def _open(self) -> tuple[pq.ParquetFile, tuple[object, ...]]:
+        """The file and its identity, opened while nobody was rewriting it (a few tries)."""
+        for _ in range(OPEN_TRIES):
+            self.close()
+            try:
+                self.handle = pa.OSFile(str(self.path))
+            except FileNotFoundError:
+                raise SourceError(f"no Parquet file at {self.path}") from None
+            except OSError as exc:  # a folder, no permission
+                raise SourceError(f"{self.path} is not a Parquet file ({exc})") from exc
+            before = self._identity()
+            try:
+                file = pq.ParquetFile(self.handle)
+            except (pa.ArrowException, OSError) as exc:
+                # Half-written (e.g. just truncated by a writer) or simply not Parquet:
+                # a file that is being written changes within a moment.
+                time.sleep(SETTLE_SECONDS)
+                if self._identity() == before:
+                    raise SourceError(f"{self.path} is not a Parquet file ({exc})") from exc
+                continue
+            if self._identity() == before:
+                return file, before
+        raise self._changed_error()
+
+    def _identity(self) -> tuple[object, ...]:
+        assert self.handle is not None
+        fd = self.handle.fileno()
+        st = os.fstat(fd)
+        tail = os.pread(fd, 8, max(0, st.st_size - 8))
+        footer = b""
+        if len(tail) == 8 and tail[4:] == b"PAR1":
+            length = int.from_bytes(tail[:4], "little")
+            footer = os.pread(fd, min(length, st.st_size), max(0, st.st_size - 8 - length))
+        # Not the change time: a rename over the path unlinks the inode read here, which changes it.
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, tail, footer)
+
+    def _changed_error(self) -> SourceError:
+        return SourceError(
+            f"{self.path} changed while the snapshot read it (rewritten in place); nothing was stored: "
+            "take the snapshot again, or write the file to a new name and rename it over the old one"
+        )
+
+    def _verify(self) -> None:
+        """Raise if the file is no longer the version pinned at open."""
+        if self._identity() != self.pinned:
+            raise self._changed_error()
+
+    def _failed(self, exc: Exception) -> SourceError:
+        """The error for ``exc``, raised while reading: a torn read's says the file changed."""
+        try:
+            self._verify()
+        except SourceError as changed:
+            changed.__cause__ = exc
+            return changed
+        return exc if isinstance(exc, SourceError) else SourceError(f"cannot read {self.path}: {exc}")
+
+    def close(self) -> None:
+        if getattr(self, "handle", None) is not None:
+            assert self.handle is not None
+            self.handle.close()
+            self.handle = None
 
     def _probe_width(self) -> int:
         for batch in self.file.iter_batches(batch_size=1, columns=[self.vector_col]):
@@ -69,7 +141,12 @@ class ParquetSource(Source):
         )
 
     def ids(self) -> pa.Array:
-        return self._valid(self.file.read(columns=[self.id_col]).column(0).combine_chunks(), self.id_col)
+        try:
+            ids = self.file.read(columns=[self.id_col]).column(0).combine_chunks()
+        except (pa.ArrowException, OSError) as exc:
+            raise self._failed(exc) from exc
+        self._verify()
+        return self._valid(ids, self.id_col)
 
     def _valid(self, column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
         """``column``, once its strings are known to be valid UTF-8: Parquet does not check,
@@ -82,6 +159,18 @@ class ParquetSource(Source):
         return column
 
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:
+        try:
+            yield from self._scan(batch_rows)
+        except (pa.ArrowException, OSError, SourceError) as exc:
+            failed = self._failed(exc)  # an error from a torn read says the file changed
+            if failed is exc:
+                raise
+            raise failed from exc
+        # The last batch is out; had anything changed meanwhile, this refuses the
+        # snapshot before its commit.
+        self._verify()
+
+    def _scan(self, batch_rows: int) -> Iterator[pa.Table]:
         want = vector_type(self.dimension)
         for batch in self.file.iter_batches(batch_size=batch_rows):
             table = pa.Table.from_batches([batch])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,19 @@ from vecdr.format.segment import id_type, segment_schema
 def is_loaded(client: Any, name: str) -> bool:
     state = client.get_load_state(name).get("state")
     return getattr(state, "name", str(state)) == "Loaded"
+
+
+def _lite_database(endpoint: Any) -> Any:
+    """Milvus Lite's database object where this process already serves ``endpoint``'s file, else None."""
+    if endpoint.lite_path is None:
+        return None
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+
+        entry = server_manager_instance._servers.get(os.path.abspath(endpoint.lite_path))
+    except Exception:  # noqa: BLE001  (another Milvus Lite: nothing to look at)
+        return None
+    return entry[1] if entry else None
 
 
 class MilvusSource(Source):
@@ -51,6 +65,9 @@ class MilvusSource(Source):
             raise UsageError("a Milvus source needs the collection: milvus:PATH.db?collection=NAME")
         self.endpoint = endpoint(path, uri, token, db, collection=collection, vector=vector)
         super().__init__(self.endpoint.shown)
+        # Milvus Lite already serving this database here means clients of this process
+        # (the application's) may write while the snapshot reads.
+        self._shared = _lite_database(self.endpoint) is not None
         self.client = connect(self.endpoint)
         self._release = False
         self._warned = False
@@ -63,6 +80,7 @@ class MilvusSource(Source):
                     # Milvus answers queries only from loaded collections.
                     self.client.load_collection(collection)
                     self._release = True
+                self._position = self._write_position(collection)
                 counted = self.client.query(collection, output_fields=["count(*)"], consistency_level="Strong")
                 self._rows = int(counted[0]["count(*)"]) if counted else 0
             self._version = server_version(self.client)
@@ -141,6 +159,37 @@ class MilvusSource(Source):
                     self.reader.check_order(ids, previous)
                     previous = int(ids[-1])
                 yield table
+        self._check_writes()
+
+    def _write_position(self, name: str) -> int | None:
+        """Milvus Lite's write sequence of the collection, where this process serves the database."""
+        database = _lite_database(self.endpoint)
+        try:
+            lite = database.get_collection(name, **({"database_name": self.endpoint.db} if self.endpoint.db else {}))
+            return int(lite._next_seq)
+        except Exception:  # noqa: BLE001  (not served here, or another Milvus Lite: nothing to compare)
+            return None
+
+    def _check_writes(self) -> None:
+        """Warn when the rows just read are not one point in time: written meanwhile in this process."""
+        name = self.collection.name
+        if self.endpoint.lite_path is None:
+            return
+        position = self._write_position(name)
+        if self._position is not None and position is not None:
+            if position == self._position:
+                return
+            what = "was written during this snapshot (by this process: Milvus Lite allows no other)"
+        elif self._shared:
+            what = "is open in this process, whose writes during the snapshot cannot be excluded or detected"
+        else:
+            return
+        warnings.warn(
+            f"collection {name!r} in {self.endpoint.shown} {what}; Milvus Lite keeps no MVCC versions, so the "
+            "snapshot may hold some of those writes and miss others: pause the writers while it runs, or take "
+            "another snapshot after they stop",
+            stacklevel=2,
+        )
 
     def _warn_unpinned(self) -> None:
         # Over a server without MVCC (a Milvus Lite server) nothing pins the read; a
