@@ -286,8 +286,10 @@ class TrackedIndex:
 
 def write_index_atomic(index: faiss.Index | bytes, path: Path) -> None:
     """Write an index (or serialized bytes) so ``path`` is either old or complete, never partial."""
+    from vecdr.durable import temp_beside
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.vecdr-tmp")
+    tmp = temp_beside(path)  # random, exclusive, never through a planted link
     try:
         if isinstance(index, bytes | bytearray | memoryview):
             with open(tmp, "wb") as f:

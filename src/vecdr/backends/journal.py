@@ -78,9 +78,15 @@ class Journal:
         return doc["base"], int(doc["first"])
 
     def _write_base(self, base: str | None, first: int) -> None:
-        tmp = self.path / "BASE.tmp"
-        tmp.write_text(json.dumps({"base": base, "first": first}))
-        publish(tmp, self.path / "BASE")
+        from vecdr.durable import temp_beside
+
+        tmp = temp_beside(self.path / "BASE")  # random, exclusive, never through a planted link
+        try:
+            tmp.write_text(json.dumps({"base": base, "first": first}))
+            publish(tmp, self.path / "BASE")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _logs(self) -> list[int]:
         return sorted(int(p.stem) for p in self.path.glob("*.log") if p.stem.isdigit())

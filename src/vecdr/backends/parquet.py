@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecdr.backends.base import RestoreSpec, Source, SourceInfo, Target
-from vecdr.durable import publish
+from vecdr.durable import publish, temp_beside
 from vecdr.errors import SchemaError, SourceError, TargetExistsError
 from vecdr.format.segment import ID, VECTOR, id_kind, segment_schema, vector_type
 
@@ -111,7 +111,7 @@ class ParquetTarget(Target):
     def __init__(self, path: str | os.PathLike[str], uri: str | None = None) -> None:
         super().__init__(uri or f"parquet:{path}")
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.vecdr-tmp")
+        self.tmp: Path | None = None
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
 
@@ -124,6 +124,7 @@ class ParquetTarget(Target):
         self.spec = spec
         self.schema = segment_schema(spec.dimension, spec.id_type, spec.attributes)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_beside(self.path)  # random, exclusive, never through a planted link
         self.writer = pq.ParquetWriter(
             self.tmp, self.schema, compression="zstd",
             use_byte_stream_split=[f"{VECTOR}.list.element"],
@@ -139,10 +140,12 @@ class ParquetTarget(Target):
     def finish(self) -> dict[str, float]:
         assert self.writer is not None
         self.writer.close()
+        assert self.tmp is not None
         publish(self.tmp, self.path)
         return {}
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
