@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from vecdr.progress import NullReporter
+from vecdr.store.secrets import scrub
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -76,11 +77,12 @@ def one_line(text: str) -> str:
 
 
 def warn(message: str) -> None:
-    print(f"vecdr: warning: {one_line(message)}", file=sys.stderr)
+    print(f"vecdr: warning: {one_line(scrub(message))}", file=sys.stderr)
 
 
 def error(message: str) -> None:
-    print(f"vecdr: error: {one_line(message)}", file=sys.stderr)
+    # The last line of defence: no credential a library quoted reaches the terminal.
+    print(f"vecdr: error: {one_line(scrub(message))}", file=sys.stderr)
 
 
 def emit_json(doc: Any) -> None:

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from vecdr.errors import StoreAccessError, StoreError, StoreUnreachableError
 from vecdr.store.base import ObjectInfo, Store
+from vecdr.store.secrets import scrub
 
 T = TypeVar("T")
 
@@ -147,4 +148,4 @@ def _classify(exc: Exception) -> str:
 def _reason(exc: BaseException) -> str:
     """The error's own words on one line, without the botocore class chatter."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
+    return scrub(text)[:300]  # a client library may quote a credential it was given
