@@ -8,8 +8,10 @@ would use could otherwise make a restore or an export overwrite the link's targe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 #: The process's umask, read once: a temporary file gets the mode a new file would.
@@ -56,3 +58,30 @@ def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(Path(path).parent)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Run the block that writes ``path`` (a restore target, an export); a full disk, a
+    read-only file system or a denied permission becomes :class:`TargetWriteError`
+    naming ``path`` and the cause. FAISS reports a failed write as a ``RuntimeError``
+    quoting the system's words, which is recognised too."""
+    from vecdr.errors import TargetWriteError
+    from vecdr.store.oserrors import DENIED, FULL, cause
+
+    try:
+        yield
+    except TargetWriteError:
+        raise
+    except OSError as exc:
+        if exc.errno in FULL | DENIED:
+            raise TargetWriteError(f"writing {path}: {cause(exc)}") from exc
+        raise
+    except RuntimeError as exc:
+        text = str(exc)
+        for code in sorted(FULL | DENIED):
+            if os.strerror(code) in text:
+                raise TargetWriteError(f"writing {path}: {cause(OSError(code, os.strerror(code)))}") from exc
+        if "write error" in text:
+            raise TargetWriteError(f"writing {path}: the write failed") from exc
+        raise

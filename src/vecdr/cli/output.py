@@ -149,7 +149,8 @@ def print_drill(result: Any) -> None:
     for r in drill_rows(result):
         table.add_row(*r)
     stdout.print(table)
-    stdout.print(f"{'PASSED' if result.passed else 'FAILED'}; recorded as {result.history_key}")
+    recorded = f"recorded as {result.history_key}" if result.history_key else "not recorded (--no-record)"
+    stdout.print(f"{'PASSED' if result.passed else 'FAILED'}; {recorded}")
 
 
 def drill_markdown(result: Any) -> str:

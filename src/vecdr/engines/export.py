@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from vecdr.backends.parquet import ParquetTarget
-from vecdr.durable import publish, temp_beside
+from vecdr.durable import publish, temp_beside, writing
 from vecdr.engines.restore import RestoreResult, open_snapshot, restore
 from vecdr.engines.segments import iter_live
 from vecdr.errors import TargetExistsError
+from vecdr.format.manifest import Manifest
 from vecdr.format.segment import vectors_from_arrow
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository
@@ -46,6 +47,12 @@ def export(
             raise TargetExistsError(f"{p} already exists; pass --force to replace it")
     started = time.perf_counter()
     manifest = open_snapshot(repo, ref, collection, reporter=reporter)
+    with writing(path):  # a full disk or a read-only folder: TargetWriteError naming the file
+        return _export_npy(repo, manifest, path, ids_path, started, reporter)
+
+
+def _export_npy(repo: Repository, manifest: Manifest, path: Path, ids_path: Path, started: float,
+                reporter: Reporter) -> dict[str, object]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Random names, created exclusively: a link planted beside the output is never written through.
     tmp_vectors = temp_beside(path)
