@@ -53,12 +53,18 @@ class LocalStore(Store):
             raise typed(op, f"{self.url.rstrip('/')}/{key}" if key else self.url, exc) from exc
 
     def _stage(self, path: Path, data: bytes | memoryview) -> Path:
-        made = self._make_folders(path.parent)
         # A random name, created exclusively and never through a link planted there.
         tmp = path.parent / f"{TEMPORARY}{uuid.uuid4().hex}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        made = self._make_folders(path.parent)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
-                         0o644)
+            try:
+                fd = os.open(tmp, flags, 0o644)
+            except FileNotFoundError:
+                # The folder went away between making and using it (a failed write of another
+                # writer removed the folder it had made): make it again, once.
+                made = self._make_folders(path.parent)
+                fd = os.open(tmp, flags, 0o644)
             with open(fd, "wb") as f:
                 f.write(data)
                 f.flush()
