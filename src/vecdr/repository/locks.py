@@ -12,9 +12,9 @@ lock is never broken silently, but :func:`unlock` (``vecdr unlock``) removes it.
 
 Both check after writing, so of an exclusive and a shared taker racing, at least
 one sees the other and backs off. That relies on every read of a lock reaching the
-store itself: stores keep no client-side listing cache (see :mod:`vecdr.store.fsspec`). Maintenance (forget, prune) takes the exclusive
-lock; on a store without atomic create-if-absent, every snapshot does too, so
-writers run one at a time.
+store itself: stores keep no client-side listing cache (see :mod:`vecdr.store.fsspec`).
+Maintenance (forget, prune) takes the exclusive lock; on a store without atomic
+create-if-absent, every snapshot does too, so writers run one at a time.
 """
 
 from __future__ import annotations

@@ -89,4 +89,9 @@ def url_credentials(url: str) -> str | None:
 
 def redact_url(url: str) -> str:
     """``url`` with any ``user:password@`` part replaced by ``***@``."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{MASK}@", url)
+    def mask(m: re.Match[str]) -> str:
+        if m.group("cred").endswith(f":{MASK}"):
+            return m.group(0)  # already redacted (user:***@): the user name helps and is no secret
+        return f"{m.group('scheme')}{MASK}@"
+
+    return _URL_CREDENTIALS.sub(mask, url)
