@@ -1,9 +1,25 @@
-"""Making local files durable: fsync a file and its folder, publish a temp file atomically."""
+"""Making local files durable: fsync a file and its folder, publish a temp file atomically.
+
+A file is written under a temporary name beside its final one, then renamed into
+place. The temporary name is random and the file is created exclusively, never
+through a symbolic link (:func:`temp_beside`): a link planted at a name vecdr
+would use could otherwise make a restore or an export overwrite the link's target.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+#: The process's umask, read once: a temporary file gets the mode a new file would.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+#: How a temporary file's name ends (``.<final name>.<random>.vecdr-tmp``).
+SUFFIX = ".vecdr-tmp"
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -15,10 +31,57 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def temp_beside(path: str | os.PathLike[str]) -> Path:
+    """A new, empty file in ``path``'s folder to write ``path`` to before :func:`publish`.
+
+    Its name is random and it is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``
+    (:func:`tempfile.mkstemp`), so it is always a fresh file of this process, never
+    an existing file or a link. The caller removes it if it does not publish it.
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    os.close(fd)
+    return Path(name)
+
+
 def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     """Give a fully written temp file its final name: the name then holds the old file
-    or the complete new one, never a partial one, also across a crash."""
+    or the complete new one, never a partial one, also across a crash. A link at the
+    final name is replaced, not followed."""
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(Path(path).parent)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Run the block that writes ``path`` (a restore target, an export); a full disk, a
+    read-only file system or a denied permission becomes :class:`TargetWriteError`
+    naming ``path`` and the cause. FAISS reports a failed write as a ``RuntimeError``
+    quoting the system's words, which is recognised too."""
+    from vecdr.errors import TargetWriteError
+    from vecdr.store.oserrors import DENIED, FULL, cause
+
+    try:
+        yield
+    except TargetWriteError:
+        raise
+    except OSError as exc:
+        if exc.errno in FULL | DENIED:
+            raise TargetWriteError(f"writing {path}: {cause(exc)}") from exc
+        raise
+    except RuntimeError as exc:
+        text = str(exc)
+        for code in sorted(FULL | DENIED):
+            if os.strerror(code) in text:
+                raise TargetWriteError(f"writing {path}: {cause(OSError(code, os.strerror(code)))}") from exc
+        if "write error" in text:
+            raise TargetWriteError(f"writing {path}: the write failed") from exc
+        raise

@@ -28,6 +28,7 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     │   └── SchemaError
     ├── TargetError
     │   ├── TargetExistsError            (FileExistsError)
+    │   ├── TargetWriteError             (OSError: no space, read-only or denied where the target is written)
     │   └── GpuUnavailableError          (gpu="require" and no GPU build path)
     ├── UsageError                       (ValueError: an invalid or conflicting argument)
     ├── BackendError
@@ -38,6 +39,7 @@ would naturally catch, so ``except FileNotFoundError`` still works::
     └── StoreError                       (OSError: the message names the object and the reason)
         ├── StoreAccessError             (PermissionError: wrong credentials, access denied)
         ├── StoreUnreachableError        (ConnectionError: endpoint unreachable, retries spent)
+        ├── StoreFullError               (no space left on the device, or a quota or file size limit reached)
         └── UnsafeKeyError               (ValueError: a key that would resolve outside the store's root)
 """
 
@@ -161,6 +163,11 @@ class TargetExistsError(TargetError, FileExistsError):
     """The restore target already exists and ``force`` was not given."""
 
 
+class TargetWriteError(TargetError, OSError):
+    """The target's files cannot be written: no space left, a read-only file system, access
+    denied. The message names the file and the cause; nothing partial is left under its name."""
+
+
 class GpuUnavailableError(TargetError):
     """``gpu="require"``, and the rebuild cannot run on a GPU; the message says why."""
 
@@ -199,6 +206,11 @@ class StoreAccessError(StoreError, PermissionError):
 
 class StoreUnreachableError(StoreError, ConnectionError):
     """The store could not be reached, or kept failing until the retries ran out."""
+
+
+class StoreFullError(StoreError):
+    """The store has no space left (or a quota or file size limit was reached) for an object;
+    the message names it. What the failed write had begun is removed."""
 
 
 class UnsafeKeyError(StoreError, ValueError):

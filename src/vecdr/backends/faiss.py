@@ -368,17 +368,20 @@ class TrackedIndex:
 
 def write_index_atomic(index: faiss.Index | bytes, path: Path) -> None:
     """Write an index (or serialized bytes) so ``path`` is either old or complete, never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.vecdr-tmp")
-    try:
-        if isinstance(index, bytes | bytearray | memoryview):
-            with open(tmp, "wb") as f:
-                f.write(index)
-        else:
-            faiss.write_index(index, str(tmp))
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from vecdr.durable import temp_beside, writing
+
+    with writing(path):  # a full disk or a read-only folder: TargetWriteError naming path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_beside(path)  # random, exclusive, never through a planted link
+        try:
+            if isinstance(index, bytes | bytearray | memoryview):
+                with open(tmp, "wb") as f:
+                    f.write(index)
+            else:
+                faiss.write_index(index, str(tmp))
+            publish(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 class FaissTarget(Target):

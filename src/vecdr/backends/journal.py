@@ -30,7 +30,6 @@ import fcntl
 import json
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vecdr.durable import fsync_dir, publish
+from vecdr.durable import fsync_dir, publish, temp_beside
 from vecdr.errors import JournalDamagedError
 
 UPSERT = 1
@@ -105,14 +104,13 @@ class Journal:
         self._write_json("BASE", {"base": base, "first": first})
 
     def _write_json(self, name: str, doc: object) -> None:
-        # A fresh, unpredictable temporary name (O_EXCL): a planted link is never followed.
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.path)
+        tmp = temp_beside(self.path / name)  # random, exclusive, never through a planted link
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f)
+            tmp.write_text(json.dumps(doc))
             publish(tmp, self.path / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @property
     def base(self) -> str | None:

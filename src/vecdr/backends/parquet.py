@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecdr.backends.base import RestoreSpec, Source, SourceInfo, Target
-from vecdr.durable import publish
+from vecdr.durable import publish, temp_beside, writing
 from vecdr.errors import SchemaError, SourceError, TargetExistsError
 from vecdr.format.segment import ID, VECTOR, id_kind, segment_schema, vector_type
 
@@ -200,7 +200,7 @@ class ParquetTarget(Target):
     def __init__(self, path: str | os.PathLike[str], uri: str | None = None) -> None:
         super().__init__(uri or f"parquet:{path}")
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.vecdr-tmp")
+        self.tmp: Path | None = None
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
 
@@ -212,26 +212,35 @@ class ParquetTarget(Target):
             raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
         self.spec = spec
         self.schema = segment_schema(spec.dimension, spec.id_type, spec.attributes)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(
-            self.tmp, self.schema, compression="zstd",
-            use_byte_stream_split=[f"{VECTOR}.list.element"],
-            use_dictionary=[n for n in self.schema.names if n != VECTOR],
-        )
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = temp_beside(self.path)  # random, exclusive, never through a planted link
+            self.writer = pq.ParquetWriter(
+                self.tmp, self.schema, compression="zstd",
+                use_byte_stream_split=[f"{VECTOR}.list.element"],
+                use_dictionary=[n for n in self.schema.names if n != VECTOR],
+            )
         return False
 
     def write(self, rows: pa.Table) -> None:
         assert self.writer is not None
-        self.writer.write_table(rows.cast(self.schema))
+        with writing(self.path):
+            self.writer.write_table(rows.cast(self.schema))
         self.rows += rows.num_rows
 
     def finish(self) -> dict[str, float]:
-        assert self.writer is not None
-        self.writer.close()
-        publish(self.tmp, self.path)
+        assert self.writer is not None and self.tmp is not None
+        with writing(self.path):
+            self.writer.close()
+            publish(self.tmp, self.path)
         return {}
 
     def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            if self.writer is not None:
+                self.writer.close()  # may fail again on the full disk that failed the write
+        except OSError:
+            pass
+        finally:
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from vecdr.cli import pgvector as pgvector_cli
 from vecdr.engines.snapshot import QUALITY_MAX
 from vecdr.errors import UsageError, VecdrError
 from vecdr.store import keys
+from vecdr.store.oserrors import DENIED, FULL, cause
 
 REPO_ENV = "VECDR_REPOSITORY"
 
@@ -627,6 +628,13 @@ def _run(argv: list[str] | None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         output.error("interrupted")
         return 130
+    except OSError as exc:
+        # A full disk, a read-only mount, a denied permission outside the store and the
+        # targets (which type these themselves): the user's to fix, not a bug.
+        if exc.errno not in FULL | DENIED:
+            return _unexpected(exc)
+        output.error(f"{exc.filename}: {cause(exc)}" if exc.filename else cause(exc))
+        return 1
     except Exception as exc:
         if hasattr(exc, "format_message"):  # a usage error from the argument parser
             message = exc.format_message()
@@ -634,10 +642,14 @@ def _run(argv: list[str] | None) -> int:
                 return 0
             output.error(message)
             return int(getattr(exc, "exit_code", 2))
-        if os.environ.get("VECDR_DEBUG"):
-            raise
-        output.error(f"unexpected {type(exc).__name__}: {exc} (set VECDR_DEBUG=1 for a traceback)")
-        return 70
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    if os.environ.get("VECDR_DEBUG"):
+        raise exc
+    output.error(f"unexpected {type(exc).__name__}: {exc} (set VECDR_DEBUG=1 for a traceback)")
+    return 70
 
 
 def entry() -> None:

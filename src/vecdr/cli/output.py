@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from vecdr.progress import NullReporter
+from vecdr.store.secrets import scrub
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -76,11 +77,12 @@ def one_line(text: str) -> str:
 
 
 def warn(message: str) -> None:
-    print(f"vecdr: warning: {one_line(message)}", file=sys.stderr)
+    print(f"vecdr: warning: {one_line(scrub(message))}", file=sys.stderr)
 
 
 def error(message: str) -> None:
-    print(f"vecdr: error: {one_line(message)}", file=sys.stderr)
+    # The last line of defence: no credential a library quoted reaches the terminal.
+    print(f"vecdr: error: {one_line(scrub(message))}", file=sys.stderr)
 
 
 def emit_json(doc: Any) -> None:
@@ -147,7 +149,8 @@ def print_drill(result: Any) -> None:
     for r in drill_rows(result):
         table.add_row(*r)
     stdout.print(table)
-    stdout.print(f"{'PASSED' if result.passed else 'FAILED'}; recorded as {result.history_key}")
+    recorded = f"recorded as {result.history_key}" if result.history_key else "not recorded (--no-record)"
+    stdout.print(f"{'PASSED' if result.passed else 'FAILED'}; {recorded}")
 
 
 def drill_markdown(result: Any) -> str:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from vecdr.backends.parquet import ParquetTarget
-from vecdr.durable import publish
+from vecdr.durable import publish, temp_beside, writing
 from vecdr.engines.restore import RestoreResult, open_snapshot, restore
 from vecdr.engines.segments import iter_live
 from vecdr.errors import TargetExistsError
+from vecdr.format.manifest import Manifest
 from vecdr.format.segment import vectors_from_arrow
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository
@@ -46,29 +47,44 @@ def export(
             raise TargetExistsError(f"{p} already exists; pass --force to replace it")
     started = time.perf_counter()
     manifest = open_snapshot(repo, ref, collection, reporter=reporter)
-    vectors = np.lib.format.open_memmap(
-        path.with_name(f".{path.name}.vecdr-tmp"), mode="w+", dtype=np.float32,
-        shape=(manifest.rows, manifest.dimension),
-    )
-    ids: list[np.ndarray] = []
-    at = 0
-    reporter.start("export", manifest.rows)
-    for table in iter_live(repo, manifest):
-        n = table.num_rows
-        vectors[at : at + n] = vectors_from_arrow(table.column("vector"), manifest.dimension)
-        ids.append(np.asarray(table.column("id").to_numpy(zero_copy_only=False)))
-        at += n
-        reporter.advance(n)
-    reporter.finish()
-    vectors.flush()
-    del vectors
-    all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-    if manifest.id_type == "string":
-        all_ids = all_ids.astype(str)
-    tmp_ids = ids_path.with_name(f".{ids_path.name}.vecdr-tmp")
-    with open(tmp_ids, "wb") as f:
-        np.save(f, all_ids)
-    publish(tmp_ids, ids_path)
-    publish(path.with_name(f".{path.name}.vecdr-tmp"), path)
+    with writing(path):  # a full disk or a read-only folder: TargetWriteError naming the file
+        return _export_npy(repo, manifest, path, ids_path, started, reporter)
+
+
+def _export_npy(repo: Repository, manifest: Manifest, path: Path, ids_path: Path, started: float,
+                reporter: Reporter) -> dict[str, object]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Random names, created exclusively: a link planted beside the output is never written through.
+    tmp_vectors = temp_beside(path)
+    tmp_ids: Path | None = None
+    try:
+        vectors = np.lib.format.open_memmap(
+            tmp_vectors, mode="w+", dtype=np.float32, shape=(manifest.rows, manifest.dimension),
+        )
+        ids: list[np.ndarray] = []
+        at = 0
+        reporter.start("export", manifest.rows)
+        for table in iter_live(repo, manifest):
+            n = table.num_rows
+            vectors[at : at + n] = vectors_from_arrow(table.column("vector"), manifest.dimension)
+            ids.append(np.asarray(table.column("id").to_numpy(zero_copy_only=False)))
+            at += n
+            reporter.advance(n)
+        reporter.finish()
+        vectors.flush()
+        del vectors
+        all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        if manifest.id_type == "string":
+            all_ids = all_ids.astype(str)
+        tmp_ids = temp_beside(ids_path)
+        with open(tmp_ids, "wb") as f:
+            np.save(f, all_ids)
+        publish(tmp_ids, ids_path)
+        publish(tmp_vectors, path)
+    except BaseException:
+        for tmp in (tmp_vectors, tmp_ids):
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        raise
     return {"snapshot": manifest.snapshot, "rows": manifest.rows, "path": str(path),
             "ids_path": str(ids_path), "format": "npy", "seconds": round(time.perf_counter() - started, 6)}

@@ -11,9 +11,10 @@ lock is never broken silently, but :func:`unlock` (``vecdr unlock``) removes it.
   exclusive lock exists (else it is removed again).
 
 Both check after writing, so of an exclusive and a shared taker racing, at least
-one sees the other and backs off. Maintenance (forget, prune) takes the exclusive
-lock; on a store without atomic create-if-absent, every snapshot does too, so
-writers run one at a time.
+one sees the other and backs off. That relies on every read of a lock reaching the
+store itself: stores keep no client-side listing cache (see :mod:`vecdr.store.fsspec`).
+Maintenance (forget, prune) takes the exclusive lock; on a store without atomic
+create-if-absent, every snapshot does too, so writers run one at a time.
 """
 
 from __future__ import annotations

@@ -12,9 +12,13 @@ from vecdr.store.fsspec import FsspecStore
 from vecdr.store.local import LocalStore
 from vecdr.store.options import OWN, S3_PROTOCOLS, concurrency, retries, s3_filesystem_options
 from vecdr.store.retry import RetryingStore
+from vecdr.store.secrets import remember, scrub, url_credentials
 
 __all__ = ["FsspecStore", "LocalStore", "RetryingStore", "Store", "open_store", "redact_url"]
 
+
+#: Schemes whose URL authority is a bucket: a ``user@`` part there can only be a credential.
+_BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs"})
 
 _EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
@@ -45,10 +49,19 @@ def open_store(url: str | os.PathLike[str], options: Mapping[str, Any] | None = 
         _fs, path = fsspec.core.url_to_fs(text)
         return LocalStore(os.path.abspath(path), url=text)
     scheme = text.split("://", 1)[0].lower()
+    credentials = url_credentials(text)
+    if credentials is not None and (scheme in _BUCKET_SCHEMES or ":" in credentials):
+        # Never taken from a URL: it would show in shell history, process lists and logs.
+        raise UsageError(
+            f"{redact_url(text)}: a repository URL must not hold credentials; give them the way the "
+            "store's own tools take them (for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile "
+            "with AWS_PROFILE, or the storage options key and secret)"
+        )
     remote = scheme != "memory"
     transfers = concurrency(options, remote)
     attempts = retries(options)
     kwargs = {k: v for k, v in options.items() if k not in OWN}
+    remember(kwargs)  # a client library may quote them in an error: masked wherever they appear
     # A listing cache answers from what this process saw last: a commit record, lock
     # or manifest another writer has just created would look absent (see FsspecStore).
     kwargs["use_listings_cache"] = False
@@ -61,7 +74,7 @@ def open_store(url: str | os.PathLike[str], options: Mapping[str, Any] | None = 
         hint = f"; install it with: pip install 'vecdr[{extra}]'" if extra else ""
         raise StoreError(f"no filesystem package for {scheme}:// URLs{hint}") from exc
     except (ValueError, TypeError) as exc:
-        raise StoreError(f"cannot open {redact_url(text)}: {' '.join(str(exc).split())}") from exc
+        raise StoreError(f"cannot open {redact_url(text)}: {scrub(' '.join(str(exc).split()))}") from exc
     if scheme in S3_PROTOCOLS:
         if not path.strip("/"):
             raise UsageError(f"{redact_url(text)} names no bucket: write s3://BUCKET/PREFIX")

@@ -11,20 +11,14 @@ A store knows nothing about snapshots. Keys are relative POSIX paths such as
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from vecdr.errors import UnsafeKeyError
+from vecdr.store.secrets import redact_url
 
-_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<cred>[^/@\s]+)@")
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
-    return _SECRET_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", url)
-
+__all__ = ["ObjectInfo", "Store", "check_key", "redact_url"]
 
 def check_key(key: str) -> str:
     """``key`` itself, if it names something inside the store's root; else :class:`UnsafeKeyError`.

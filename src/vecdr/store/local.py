@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from vecdr.durable import fsync_dir
+from vecdr.errors import StoreError
 from vecdr.store.base import ObjectInfo, Store, check_key
+from vecdr.store.oserrors import DENIED, FULL, typed
+
+T = TypeVar("T")
 
 #: The prefix of the name a write has before it is complete.
 TEMPORARY = ".tmp-"
@@ -34,50 +39,110 @@ class LocalStore(Store):
         # are the owner's choice and are followed).
         return self.root / check_key(key)
 
+    def _call(self, op: str, key: str, fn: Callable[[], T]) -> T:
+        """``fn()``, with a full disk, a read-only mount or a denied permission as vecdr's typed
+        error naming the object; other OS errors (absent, taken, not a folder) are answers
+        the callers read, and pass through."""
+        try:
+            return fn()
+        except StoreError:
+            raise
+        except OSError as exc:
+            if exc.errno not in FULL | DENIED:
+                raise
+            raise typed(op, f"{self.url.rstrip('/')}/{key}" if key else self.url, exc) from exc
+
     def _stage(self, path: Path, data: bytes | memoryview) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
         # A random name, created exclusively and never through a link planted there.
         tmp = path.parent / f"{TEMPORARY}{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        made = self._make_folders(path.parent)
         try:
+            try:
+                fd = os.open(tmp, flags, 0o644)
+            except FileNotFoundError:
+                # The folder went away between making and using it (a failed write of another
+                # writer removed the folder it had made): make it again, once.
+                made = self._make_folders(path.parent)
+                fd = os.open(tmp, flags, 0o644)
             with open(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
-            # A full disk or an interrupted write must not leave its partial bytes behind.
+            # A full disk or an interrupted write must not leave its partial bytes behind,
+            # nor the folders made for it.
             tmp.unlink(missing_ok=True)
+            self._remove_folders(made)
             raise
         return tmp
 
+    def _make_folders(self, folder: Path) -> list[Path]:
+        """Create ``folder`` and its missing parents; returns those this call made, deepest first."""
+        missing = []
+        while not folder.is_dir() and folder != folder.parent:
+            missing.append(folder)
+            folder = folder.parent
+        made = []
+        try:
+            for f in reversed(missing):
+                try:
+                    f.mkdir()
+                except FileExistsError:
+                    continue  # another writer made it: not ours to remove
+                made.append(f)
+        except BaseException:
+            self._remove_folders(made[::-1])
+            raise
+        return made[::-1]
+
+    @staticmethod
+    def _remove_folders(made: list[Path]) -> None:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty: another writer put something there since
+
     def read(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        return self._call("reading", key, self._path(key).read_bytes)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
-        with open(self._path(key), "rb") as f:
-            return os.pread(f.fileno(), length, start)
+        def read() -> bytes:
+            with open(self._path(key), "rb") as f:
+                return os.pread(f.fileno(), length, start)
+
+        return self._call("reading", key, read)
 
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))
 
     def write(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
-        tmp = self._stage(path, data)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(path.parent)
+
+        def write() -> None:
+            tmp = self._stage(path, data)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            fsync_dir(path.parent)
+
+        self._call("writing", key, write)
 
     def create(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        tmp = self._stage(path, data)
-        try:
-            os.link(tmp, path)
-        finally:
-            tmp.unlink()
-        fsync_dir(path.parent)
+
+        def create() -> None:
+            tmp = self._stage(path, data)
+            try:
+                os.link(tmp, path)
+            finally:
+                tmp.unlink()
+            fsync_dir(path.parent)
+
+        self._call("creating", key, create)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -109,7 +174,7 @@ class LocalStore(Store):
     def remove_temporary(self, key: str) -> None:
         if not key.rsplit("/", 1)[-1].startswith(TEMPORARY):
             raise ValueError(f"{key!r} is not a temporary file")
-        self._path(key).unlink(missing_ok=True)
+        self._call("removing", key, lambda: self._path(key).unlink(missing_ok=True))
 
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for key in self.list(prefix):
@@ -120,4 +185,4 @@ class LocalStore(Store):
             yield ObjectInfo(key, st.st_size, st.st_mtime)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        self._call("deleting", key, lambda: self._path(key).unlink(missing_ok=True))

@@ -27,6 +27,8 @@ from typing import TypeVar
 
 from vecdr.errors import StoreAccessError, StoreError, StoreUnreachableError
 from vecdr.store.base import ObjectInfo, Store
+from vecdr.store.oserrors import FULL, typed
+from vecdr.store.secrets import scrub
 
 T = TypeVar("T")
 
@@ -70,6 +72,8 @@ class RetryingStore(Store):
             except PermissionError as exc:
                 raise StoreAccessError(f"{op} {self._where(key)}: access denied ({_reason(exc)})") from exc
             except Exception as exc:
+                if isinstance(exc, OSError) and (exc.errno in FULL or exc.errno == errno.EROFS):
+                    raise typed(op, self._where(key), exc) from exc  # no room, read-only: fix, then run again
                 kind = _classify(exc)
                 if kind == "bug":
                     raise
@@ -81,10 +85,13 @@ class RetryingStore(Store):
                     raise StoreUnreachableError(
                         f"{op} {self._where(key)} failed {attempt} times, giving up: {_reason(exc)}"
                     ) from exc
-                pause = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
-                self.on_retry(f"{op} {self._where(key)} failed ({_reason(exc)}); retry {attempt} in {pause:.2f}s")
-                time.sleep(pause)
+                self._pause(op, key, exc, attempt)
         raise AssertionError("unreachable")
+
+    def _pause(self, op: str, key: str, exc: Exception, attempt: int) -> None:
+        pause = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        self.on_retry(f"{op} {self._where(key)} failed ({_reason(exc)}); retry {attempt} in {pause:.2f}s")
+        time.sleep(pause)
 
     def _where(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}" if key else self.url
@@ -147,4 +154,4 @@ def _classify(exc: Exception) -> str:
 def _reason(exc: BaseException) -> str:
     """The error's own words on one line, without the botocore class chatter."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
+    return scrub(text)[:300]  # a client library may quote a credential it was given
