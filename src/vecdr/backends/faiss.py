@@ -26,7 +26,7 @@ from vecdr.backends import faiss_index as fi
 from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
 from vecdr.backends.faiss_add import add_vectors
 from vecdr.backends.journal import Journal, file_identity
-from vecdr.durable import publish
+from vecdr.durable import publish, temp_beside, writing
 from vecdr.errors import (
     DimensionMismatchError,
     JournalDamagedError,
@@ -368,8 +368,6 @@ class TrackedIndex:
 
 def write_index_atomic(index: faiss.Index | bytes, path: Path) -> None:
     """Write an index (or serialized bytes) so ``path`` is either old or complete, never partial."""
-    from vecdr.durable import temp_beside, writing
-
     with writing(path):  # a full disk or a read-only folder: TargetWriteError naming path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_beside(path)  # random, exclusive, never through a planted link
