@@ -37,7 +37,7 @@ class ParquetSource(Source):
         super().__init__(uri or f"parquet:{path}")
         self.path = Path(path)
         self.handle: pa.NativeFile | None = None
-        self.file, self.pinned = self._open()
+        self.file, self._version = self._open()
         schema = self.file.schema_arrow
         for col in (id, vector):
             if col not in schema.names:
@@ -106,7 +106,7 @@ class ParquetSource(Source):
 
     def _verify(self) -> None:
         """Raise if the file is no longer the version pinned at open."""
-        if self._identity() != self.pinned:
+        if self._identity() != self._version:
             raise self._changed_error()
 
     def _failed(self, exc: Exception) -> SourceError:
