@@ -1,0 +1,288 @@
+"""Hostile repositories: a writer with access to the store crafts manifests, commit
+records, deletion vectors and segments whose hashes all match (it rewrites them), so
+only vecdr's checks of what the objects say stand between it and the reader.
+
+Every reader (restore, verify --read-data, export, show) must answer with one of
+vecdr's typed errors, never an unexpected exception, never more than a bounded amount
+of memory, never a write outside the repository or the target. The regression tests
+craft one object each; the fuzz test mutates a real repository's documents and
+segment footers at random.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+import vecdr
+from vecdr.errors import IntegrityError
+from vecdr.format import thrift, vectorpages
+from vecdr.format.hashing import sha256_hex
+from vecdr.format.records import commit_key
+from vecdr.format.segment import _arrow_options, vector_type
+from vecdr.repository.commits import commit_seqs
+
+D = 8
+ROWS = 300
+SRC = Path(vecdr.__file__).resolve().parents[1]  # the vecdr under test, for the reader processes
+
+
+# -- a real repository ------------------------------------------------------------------
+
+
+def _source_table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:
+    return pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), D),
+        "label": pa.array([f"label {i % 7}" for i in ids]),
+    })
+
+
+def build_repository(root: Path) -> tuple[Path, list[str]]:
+    """A repository of a Parquet source with an attribute: a full snapshot, then a diff
+    snapshot that changes 10 rows and deletes 20 (so it has a deletion vector)."""
+    rng = np.random.default_rng(3)
+    ids = np.arange(ROWS, dtype=np.int64)
+    vectors = rng.standard_normal((ROWS, D)).astype(np.float32)
+    source = root / "source.parquet"
+    pq.write_table(_source_table(ids, vectors), source)
+    repo = vecdr.init(root / "repo")
+    first = vecdr.snapshot(repo, f"parquet:{source}")
+    vectors[20:30] += 1
+    keep = np.ones(ROWS, bool)
+    keep[:20] = False
+    pq.write_table(_source_table(ids[keep], vectors[keep]), source)
+    second = vecdr.snapshot(repo, f"parquet:{source}", mode="diff")
+    assert (second.changed, second.deleted) == (10, 20)
+    return root / "repo", [first.snapshot, second.snapshot]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    return build_repository(tmp_path_factory.mktemp("pristine"))
+
+
+class Hostile:
+    """A copy of the pristine repository, edited as an attacker with write access would:
+    every object it changes is stored under its new hash, and every document that
+    names it is rewritten to match."""
+
+    def __init__(self, root: Path, snapshots: list[str]) -> None:
+        self.root = root
+        self.snapshots = snapshots
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def put(self, kind: str, data: bytes, ext: str) -> dict[str, Any]:
+        digest = sha256_hex(data)
+        key = f"{kind}/{digest[:2]}/{digest}.{ext}"
+        (self.root / key).parent.mkdir(parents=True, exist_ok=True)
+        (self.root / key).write_bytes(data)
+        return {"key": key, "sha256": digest, "size": len(data)}
+
+    def seqs(self) -> list[int]:
+        return commit_seqs(vecdr.open_repository(self.root).store)
+
+    def record(self, seq: int) -> dict[str, Any]:
+        return json.loads(self.read(commit_key(seq)))
+
+    def manifest(self, seq: int) -> dict[str, Any]:
+        return json.loads(self.read(self.record(seq)["manifest"]["key"]))
+
+    def write_record(self, seq: int, record: dict[str, Any]) -> None:
+        (self.root / commit_key(seq)).write_bytes(json.dumps(record).encode())
+
+    def write_manifest(self, seq: int, doc: dict[str, Any]) -> str:
+        """Store the edited manifest (same key, new bytes) and point the record at it."""
+        record = self.record(seq)
+        data = json.dumps(doc).encode()
+        (self.root / record["manifest"]["key"]).write_bytes(data)
+        record["manifest"].update(sha256=sha256_hex(data), size=len(data))
+        self.write_record(seq, record)
+        return str(record["manifest"]["key"])
+
+    def edit_manifest(self, seq: int, edit: Callable[[dict[str, Any]], None]) -> str:
+        doc = self.manifest(seq)
+        edit(doc)
+        return self.write_manifest(seq, doc)
+
+    def replace_segment(self, seq: int, index: int, data: bytes, slot: str = "object") -> str:
+        """Put ``data`` in place of segment ``index``'s object (or its ``hashes``) in manifest ``seq``."""
+        ref = self.put("segments" if slot == "object" else "artifacts", data,
+                       "parquet" if slot == "object" else "hashes.parquet")
+        self.edit_manifest(seq, lambda doc: doc["segments"][index][slot].update(ref))
+        return str(ref["key"])
+
+
+@pytest.fixture
+def hostile(pristine: tuple[Path, list[str]], tmp_path: Path) -> Hostile:
+    import shutil
+
+    shutil.copytree(pristine[0], tmp_path / "repo")
+    return Hostile(tmp_path / "repo", pristine[1])
+
+
+# -- crafting Parquet bytes ---------------------------------------------------------------
+
+
+def footer(data: bytes) -> tuple[thrift.Struct, int]:
+    start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    meta, _ = thrift.decode(data, start)
+    return meta, start
+
+
+def with_footer(body: bytes, meta: thrift.Struct) -> bytes:
+    encoded = thrift.encode(meta)
+    return body + encoded + len(encoded).to_bytes(4, "little") + b"PAR1"
+
+
+def declare_rows(data: bytes, rows: int) -> bytes:
+    """The same segment with a footer that declares ``rows`` rows (in total and in its row group)."""
+    meta, start = footer(data)
+    meta[3] = (thrift.I64, rows)
+    for group in meta.get_value(4)[1]:
+        group[3] = (thrift.I64, rows)
+    return with_footer(data[:start], meta)
+
+
+def zstd_bomb(data: bytes, expands_to: int) -> bytes:
+    """The segment with its vector pages of row group 0 replaced by one page whose
+    zstd body expands to ``expands_to`` bytes of zeros, with footer sizes to match."""
+    meta, start = footer(data)
+    compressor = zstandard.ZstdCompressor(level=3).compressobj()
+    zeros = bytes(1 << 20)
+    body = b"".join(compressor.compress(zeros) for _ in range(expands_to >> 20)) + compressor.flush()
+    group = meta.get_value(4)[1][0]
+    rows = group.get_value(3)
+    header = thrift.encode(thrift.Struct({
+        1: (thrift.I32, vectorpages.DATA_PAGE_V2),
+        2: (thrift.I32, expands_to),
+        3: (thrift.I32, len(body)),
+        8: (thrift.STRUCT, thrift.Struct({
+            1: (thrift.I32, rows * D), 2: (thrift.I32, 0), 3: (thrift.I32, rows),
+            4: (thrift.I32, vectorpages.BYTE_STREAM_SPLIT), 5: (thrift.I32, 0), 6: (thrift.I32, 0),
+            7: (thrift.BOOL, True),
+        })),
+    }))
+    chunk = group.get_value(1)[1][1].get_value(3)  # the vector column's ColumnMetaData
+    chunk[6] = (thrift.I64, len(header) + expands_to)
+    chunk[7] = (thrift.I64, len(header) + len(body))
+    chunk[9] = (thrift.I64, start)
+    chunk.pop(11, None)
+    return with_footer(data[:start] + header + body, meta)
+
+
+def expanding_dictionary(data: bytes, rows: int, value_bytes: int) -> bytes:
+    """A segment whose ``label`` column is one ``value_bytes`` string in every row,
+    dictionary-encoded: a few kilobytes that decode to ``rows * value_bytes`` bytes.
+    Arrow writes it from a dictionary array; its footer gets the Arrow schema of the
+    real segment ``data`` (string, not dictionary), so it matches the manifest."""
+    labels = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array(["x" * value_bytes]))
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(rows * D, np.float32)), type=vector_type(D))
+    table = pa.table({"id": pa.array(np.arange(rows), pa.int64()), "vector": vectors, "label": labels})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **_arrow_options(table.schema, table.column_names))
+    crafted = sink.getvalue().to_pybytes()
+    meta, start = footer(crafted)
+    meta[5] = footer(data)[0][5]
+    return with_footer(crafted[:start], meta)
+
+
+def first_segment(hostile: Hostile, seq: int) -> tuple[dict[str, Any], bytes]:
+    entry = hostile.manifest(seq)["segments"][0]
+    return entry, hostile.read(entry["object"]["key"])
+
+
+# -- reading in a fresh process, to measure its memory -----------------------------------------
+
+_READER = r"""
+import json, resource, sys, traceback
+import vecdr
+from vecdr.backends.faiss import FaissTarget
+
+def kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+
+repo = vecdr.open_repository(sys.argv[1])
+before = kib("VmRSS:")
+out = {}
+try:
+    if sys.argv[2] == "verify":
+        report = vecdr.verify(repo, read_data=True)
+        out["errors"] = [[p.object, p.problem] for p in report.errors]
+    else:
+        vecdr.restore(repo, sys.argv[3], sys.argv[4])
+        out["restored"] = True
+except vecdr.VecdrError as exc:
+    out["error"] = [type(exc).__name__, str(exc), getattr(exc, "path", None)]
+except BaseException as exc:
+    out["unexpected"] = traceback.format_exc()
+out["grew_mib"] = (kib("VmHWM:") - before) / 1024
+print(json.dumps(out))
+"""
+
+
+def read_in_subprocess(root: Path, *args: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run([sys.executable, "-c", _READER, str(root), *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+#: How much a read of one crafted object may grow the reader's peak memory.
+BOUND_MIB = 96
+
+CRAFTED: dict[str, Callable[[bytes], bytes]] = {
+    "a footer declaring 3,000,000 rows": lambda data: declare_rows(data, 3_000_000),
+    "a zstd bomb in a vector page": lambda data: zstd_bomb(data, 600 << 20),
+    "a dictionary expanding to 600 MB": lambda data: expanding_dictionary(data, ROWS, 2 << 20),
+}
+
+
+@pytest.mark.fault("crafted segment: {crafted}", store="local")
+@pytest.mark.parametrize("crafted", CRAFTED)
+def test_a_crafted_segment_is_refused_before_it_is_decoded(crafted: str, hostile: Hostile, tmp_path: Path) -> None:
+    seq = hostile.seqs()[-1]
+    entry, data = first_segment(hostile, seq)
+    bad = CRAFTED[crafted](data)
+    assert len(bad) < 1 << 20
+    key = hostile.replace_segment(seq, 0, bad)
+    verified = read_in_subprocess(hostile.root, "verify")
+    assert "unexpected" not in verified, verified["unexpected"]
+    assert key in [obj for obj, _ in verified["errors"]], verified
+    assert verified["grew_mib"] < BOUND_MIB, verified
+    restored = read_in_subprocess(hostile.root, "restore", f"parquet:{tmp_path / 'out.parquet'}",
+                                  hostile.snapshots[-1])
+    assert "unexpected" not in restored, restored["unexpected"]
+    assert restored["error"][0] == "IntegrityError" and restored["error"][2] == key, restored
+    assert "refusing to decode it" in restored["error"][1], restored
+    assert restored["grew_mib"] < BOUND_MIB, restored
+    assert not (tmp_path / "out.parquet").exists()
+
+
+@pytest.mark.fault("crafted row-hash sidecar declaring 3,000,000 rows", store="local")
+def test_a_crafted_row_hash_sidecar_is_refused_before_it_is_decoded(
+    hostile: Hostile, pristine: tuple[Path, list[str]]
+) -> None:
+    seq = hostile.seqs()[-1]
+    entry = hostile.manifest(seq)["segments"][0]
+    key = hostile.replace_segment(seq, 0, declare_rows(hostile.read(entry["hashes"]["key"]), 3_000_000), "hashes")
+    with pytest.raises(IntegrityError, match="declares 3000000 rows") as caught:
+        vecdr.snapshot(hostile.root, f"parquet:{pristine[0].parent / 'source.parquet'}", mode="diff")
+    assert caught.value.path == key
+    assert key in [p.object for p in vecdr.verify(hostile.root, read_data=True).errors]
