@@ -26,7 +26,7 @@ import pytest
 import zstandard
 
 import vecdr
-from vecdr.errors import IntegrityError
+from vecdr.errors import IntegrityError, VecdrError
 from vecdr.format import thrift, vectorpages
 from vecdr.format.hashing import sha256_hex
 from vecdr.format.records import commit_key
@@ -286,3 +286,83 @@ def test_a_crafted_row_hash_sidecar_is_refused_before_it_is_decoded(
         vecdr.snapshot(hostile.root, f"parquet:{pristine[0].parent / 'source.parquet'}", mode="diff")
     assert caught.value.path == key
     assert key in [p.object for p in vecdr.verify(hostile.root, read_data=True).errors]
+
+
+# -- crafted manifests and commit records ---------------------------------------------------
+
+
+def _read_everything(root: Path, out: Path, snapshot: str) -> dict[str, BaseException | None]:
+    """Restore (into FAISS and Parquet), export and verify ``snapshot``: what each raised."""
+    results: dict[str, BaseException | None] = {}
+    calls: dict[str, Callable[[], object]] = {
+        "restore faiss": lambda: vecdr.restore(root, f"faiss:{out / 'out.faiss'}", snapshot),
+        "restore parquet": lambda: vecdr.restore(root, f"parquet:{out / 'out.parquet'}", snapshot),
+        "export npy": lambda: vecdr.export(root, snapshot, out / "out.npy"),
+    }
+    for name, call in calls.items():
+        try:
+            call()
+            results[name] = None
+        except VecdrError as exc:
+            results[name] = exc
+    return results
+
+
+def _set_rows(doc: dict[str, Any], rows: int) -> None:
+    doc["segments"][0].update(rows=rows, live=rows, deletions=None)
+
+
+@pytest.mark.fault("manifest declaring 10**15 rows", store="local")
+def test_a_manifest_declaring_absurd_row_counts_is_an_integrity_error(hostile: Hostile, tmp_path: Path) -> None:
+    seq = hostile.seqs()[-1]
+    manifest_key = hostile.edit_manifest(seq, lambda doc: _set_rows(doc, 10**15))
+    record = hostile.record(seq)
+    doc = hostile.manifest(seq)
+    record["rows"] = sum(s["live"] for s in doc["segments"])  # the record agrees, as a careful attacker makes it
+    hostile.write_record(seq, record)
+    for name, raised in _read_everything(hostile.root, tmp_path, hostile.snapshots[-1]).items():
+        assert isinstance(raised, IntegrityError), name
+        assert raised.path == manifest_key and "declares 1000000000000000 rows" in str(raised), (name, raised)
+    assert [p.object for p in vecdr.verify(hostile.root, read_data=True).errors] == [manifest_key]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]  # nothing written beside it
+
+
+@pytest.mark.fault("segment entry pointing to a Parquet file that is not a segment", store="local")
+def test_a_segment_entry_pointing_to_another_parquet_file_is_refused(hostile: Hostile, tmp_path: Path) -> None:
+    seq = hostile.seqs()[-1]
+    entry = hostile.manifest(seq)["segments"][-1]
+    sidecar = hostile.read(entry["hashes"]["key"])  # a valid Parquet file of as many rows: the row hashes
+    key = hostile.replace_segment(seq, len(hostile.manifest(seq)["segments"]) - 1, sidecar)
+    for name, raised in _read_everything(hostile.root, tmp_path, hostile.snapshots[-1]).items():
+        assert isinstance(raised, IntegrityError), name
+        assert raised.path == key and "are not those of this segment" in str(raised), (name, raised)
+    errors = vecdr.verify(hostile.root, read_data=True).errors
+    assert [p.object for p in errors] == [key] and "not those of this segment" in errors[0].problem
+
+
+@pytest.mark.fault("segment listed twice in a manifest", store="local")
+def test_a_segment_listed_twice_is_refused(hostile: Hostile, tmp_path: Path) -> None:
+    seq = hostile.seqs()[-1]
+
+    def twice(doc: dict[str, Any]) -> None:
+        doc["segments"].append(doc["segments"][-1])
+
+    manifest_key = hostile.edit_manifest(seq, twice)
+    record = hostile.record(seq)
+    record["rows"] = sum(s["live"] for s in hostile.manifest(seq)["segments"])
+    hostile.write_record(seq, record)
+    for name, raised in _read_everything(hostile.root, tmp_path, hostile.snapshots[-1]).items():
+        assert isinstance(raised, IntegrityError), name
+        assert raised.path == manifest_key and "listed twice" in str(raised), (name, raised)
+    assert [p.object for p in vecdr.verify(hostile.root, read_data=True).errors] == [manifest_key]
+
+
+@pytest.mark.fault("snapshot committed by two commit records", store="local")
+def test_two_commit_records_for_one_snapshot_are_reported(hostile: Hostile) -> None:
+    seq = hostile.seqs()[-1]
+    record = hostile.record(seq)
+    record["seq"] = seq + 1
+    hostile.write_record(seq + 1, record)
+    report = vecdr.verify(hostile.root)
+    assert [p.object for p in report.errors] == [commit_key(seq + 1)]
+    assert hostile.snapshots[-1] in report.errors[0].problem and commit_key(seq) in report.errors[0].problem
