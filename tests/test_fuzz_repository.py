@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,10 +25,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vecdr
 from vecdr.errors import IntegrityError, VecdrError
 from vecdr.format import thrift, vectorpages
+from vecdr.format.deletions import encode_deletions
 from vecdr.format.hashing import sha256_hex
 from vecdr.format.records import commit_key
 from vecdr.format.segment import _arrow_options, vector_type
@@ -366,3 +370,227 @@ def test_two_commit_records_for_one_snapshot_are_reported(hostile: Hostile) -> N
     report = vecdr.verify(hostile.root)
     assert [p.object for p in report.errors] == [commit_key(seq + 1)]
     assert hostile.snapshots[-1] in report.errors[0].problem and commit_key(seq) in report.errors[0].problem
+
+
+# -- the structure-aware fuzz test -----------------------------------------------------------------
+
+VALUES = st.sampled_from([
+    0, 1, -1, 2, 7, 299, 301, 3_000_000, 10**15, 2**31, 2**63, 2**64, -(2**63), 1.5, float("inf"), True,
+    None, "", "x", "int64", "string", "../../outside", "segments/00/" + "0" * 64 + ".parquet", [], {}, [1], {"a": 1},
+])
+
+
+def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths of every value of a JSON document (containers too, so they can be replaced whole)."""
+    found = [path] if path else []
+    if isinstance(node, dict):
+        for key, child in node.items():
+            found += _leaves(child, (*path, key))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            found += _leaves(child, (*path, i))
+    return found
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
+    for part in path[:-1]:
+        doc = doc[part]
+    if value is _DROP and isinstance(doc, dict):
+        del doc[path[-1]]
+    else:
+        doc[path[-1]] = None if value is _DROP else value
+
+
+_DROP = object()
+
+
+def _thrift_ints(node: thrift.Struct, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths of the integer fields of a decoded footer."""
+    found = []
+    for field, (typ, value) in node.items():
+        if typ in (thrift.I16, thrift.I32, thrift.I64):
+            found.append((*path, field))
+        elif typ == thrift.STRUCT:
+            found += _thrift_ints(value, (*path, field))
+        elif typ == thrift.LIST and value[0] == thrift.STRUCT:
+            for i, item in enumerate(value[1]):
+                found += _thrift_ints(item, (*path, field, i))
+    return found
+
+
+def _footer_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Hostile, doc: dict[str, Any]) -> None:
+    """Re-store one of the manifest's segments (or sidecars) with a field of its footer changed."""
+    index = draw(st.integers(0, len(doc["segments"]) - 1))
+    slot = draw(st.sampled_from(["object", "object", "hashes"]))
+    data = hostile.read(doc["segments"][index][slot]["key"])
+    meta, start = footer(data)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_thrift_ints(meta)))
+        node: Any = meta
+        for part in path[:-1]:
+            node = node[part][1] if isinstance(node, thrift.Struct) else node[part]
+            if isinstance(node, tuple):
+                node = node[1]
+        old = node[path[-1]][1]
+        new = draw(st.sampled_from([0, 1, -1, old + 1, old - 1, old * 2, 2**31 - 1, 3_000_000, 10**12]))
+        node[path[-1]] = (node[path[-1]][0], new)
+    crafted = with_footer(data[:start], meta)
+    kind, ext = ("segments", "parquet") if slot == "object" else ("artifacts", "hashes.parquet")
+    doc["segments"][index][slot] = hostile.put(kind, crafted, ext)
+    if draw(st.booleans()):  # make the manifest agree with what the footer declares
+        rows = meta.get_value(3)
+        doc["segments"][index].update(rows=rows, live=rows, deletions=None)
+
+
+def _deletion_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Hostile, doc: dict[str, Any]) -> None:
+    """Give a segment a new deletion vector: of another length, all rows, or mutated bytes."""
+    index = draw(st.integers(0, len(doc["segments"]) - 1))
+    entry = doc["segments"][index]
+    rows = entry["rows"] + draw(st.sampled_from([0, 0, 1, -1, 1000]))
+    mask = np.asarray(draw(st.lists(st.booleans(), min_size=max(rows, 0), max_size=max(rows, 0))), bool)
+    data = encode_deletions(mask)
+    if draw(st.booleans()):
+        raw = bytearray(data)
+        raw[draw(st.integers(0, len(raw) - 1))] ^= 1 << draw(st.integers(0, 7))
+        data = bytes(raw)
+    ref = hostile.put("artifacts", data, "del")
+    offset, length = draw(st.sampled_from([(0, len(data)), (1, len(data)), (0, len(data) + 5), (0, 1)]))
+    entry["deletions"] = {**ref, "offset": offset, "length": length}
+    entry["live"] = int(len(mask) - mask.sum()) if draw(st.booleans()) else draw(VALUES)
+
+
+def _manifest_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], doc: dict[str, Any]) -> None:
+    action = draw(st.sampled_from(["value", "value", "drop", "duplicate", "swap", "remove"]))
+    segments = doc["segments"]
+    if action == "duplicate":
+        segments.append(dict(draw(st.sampled_from(segments))))
+    elif action == "swap" and len(segments) > 1:
+        a, b = draw(st.permutations(range(len(segments))))[:2]
+        slot = draw(st.sampled_from(["object", "hashes", "deletions"]))
+        segments[a][slot], segments[b][slot] = segments[b][slot], segments[a][slot]
+    elif action == "remove" and len(segments) > 1:
+        segments.pop(draw(st.integers(0, len(segments) - 1)))
+    else:
+        path = draw(st.sampled_from(_leaves(doc)))
+        _set(doc, path, _DROP if action == "drop" else draw(VALUES))
+
+
+def mutate_repository(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Hostile) -> None:
+    """Apply a few drawn mutations to the repository, then make every hash agree again."""
+    plan = draw(st.lists(st.sampled_from(["manifest", "record", "deletions", "footer", "twice"]), min_size=1,
+                         max_size=3))
+    seq = hostile.seqs()[draw(st.integers(0, 1))]
+    doc = hostile.manifest(seq)
+    record = hostile.record(seq)
+    for what in plan:
+        segments = doc.get("segments")
+        if what == "manifest":
+            _manifest_mutation(draw, doc)
+        elif what == "deletions" and isinstance(segments, list) and segments and _entries_ok(segments):
+            _deletion_mutation(draw, hostile, doc)
+        elif what == "footer" and isinstance(segments, list) and segments and _entries_ok(segments):
+            _footer_mutation(draw, hostile, doc)
+        elif what == "record":
+            _set(record, draw(st.sampled_from(_leaves(record))), draw(VALUES))
+        elif what == "twice":
+            hostile.write_record(max(hostile.seqs()) + 1, dict(record, seq=max(hostile.seqs()) + 1))
+    data = json.dumps(doc).encode()
+    (hostile.root / hostile.record(seq)["manifest"]["key"]).write_bytes(data)
+    if isinstance(record.get("manifest"), dict):
+        record["manifest"].update(sha256=sha256_hex(data), size=len(data))
+    if draw(st.booleans()):  # the record agrees with the manifest, as a careful attacker makes it
+        try:
+            record["rows"] = sum(s["live"] for s in doc["segments"])
+        except (TypeError, KeyError):
+            pass
+    hostile.write_record(seq, record)
+
+
+def _entries_ok(segments: list[Any]) -> bool:
+    """Whether every entry still has the shape the object mutations edit."""
+    try:
+        return all(isinstance(s["rows"], int) and isinstance(s["object"]["key"], str)
+                   and isinstance(s["hashes"]["key"], str) for s in segments)
+    except (TypeError, KeyError):
+        return False
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def _run_cli(argv: list[str]) -> int:
+    from vecdr.cli.main import main
+
+    return main(argv)
+
+
+def check_every_reader(hostile: Hostile, sandbox: Path) -> None:
+    """Every reading command answers 0 or a typed error, writes only inside its target, and
+    keeps the process's memory within bounds."""
+    out = sandbox / "out"
+    out.mkdir()
+    outside = _files(sandbox) - _files(out)
+    snapshot = hostile.snapshots[1]
+    commands = [
+        ["show", str(hostile.root), snapshot, "--json"],
+        ["verify", str(hostile.root), "--read-data", "--json"],
+        ["restore", str(hostile.root), snapshot, f"faiss:{out / 'r.faiss'}"],
+        ["restore", str(hostile.root), hostile.snapshots[0], f"parquet:{out / 'r.parquet'}"],
+        ["export", str(hostile.root), snapshot, str(out / "e.npy")],
+    ]
+    for argv in commands:
+        code = _run_cli(argv)
+        assert code in (0, 1), (argv, code)
+    assert _files(sandbox) - _files(out) <= outside, "a reader wrote outside its target"
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - START_RSS
+    assert grown < 1 << 30, f"peak memory grew by {grown >> 20} MiB"
+
+
+START_RSS = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _fuzz(pristine: tuple[Path, list[str]], data: st.DataObject) -> None:
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        sandbox = Path(folder)
+        shutil.copytree(pristine[0], sandbox / "repo")
+        hostile = Hostile(sandbox / "repo", pristine[1])
+        try:
+            mutate_repository(data.draw, hostile)
+        except FileNotFoundError:  # a mutation named an object that is not there to read
+            return
+        check_every_reader(hostile, sandbox)
+
+
+@pytest.fixture(scope="module")
+def quiet_environment() -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("VECDR_DEBUG", "VECDR_REPOSITORY", "VECDR_KEY", "VECDR_PASSWORD"):
+            patch.delenv(name, raising=False)
+        yield
+
+
+FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                                   HealthCheck.data_too_large])
+
+
+@pytest.mark.fault("structure-aware fuzzing of manifests, commit records, deletion vectors and footers",
+                   store="local")
+@settings(max_examples=30, **FUZZ)
+@given(data=st.data())
+def test_mutated_repositories_give_only_typed_errors(
+    data: st.DataObject, pristine: tuple[Path, list[str]], quiet_environment: Any
+) -> None:
+    _fuzz(pristine, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, **FUZZ)
+@given(data=st.data())
+def test_mutated_repositories_give_only_typed_errors_long(
+    data: st.DataObject, pristine: tuple[Path, list[str]], quiet_environment: Any
+) -> None:
+    _fuzz(pristine, data)
