@@ -62,13 +62,15 @@ def check_parquet(
     data: bytes | pa.Buffer,
     name: str,
     *,
-    rows: int,
+    rows: int | None,
     schema: pa.Schema | None,
     what: str = "object",
+    max_rows: int = 0,
 ) -> pq.ParquetFile:
     """Refuse, from its footer and page headers alone, a Parquet object that does not
     hold ``rows`` rows of ``schema`` (names and types; ``None``: any) or would decode
-    to more than :func:`budget` allows. Returns the opened file for reading.
+    to more than :func:`budget` allows. ``rows=None``: as many as the footer declares,
+    up to ``max_rows``. Returns the opened file for reading.
     """
     size = len(data)
     view = memoryview(data).cast("B") if not isinstance(data, pa.Buffer) else memoryview(data)
@@ -83,6 +85,10 @@ def check_parquet(
         found = parquet.schema_arrow
     except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
         raise _problem(name, f"unreadable Parquet footer ({' '.join(str(exc).split())[:200]})") from exc
+    if rows is None:
+        if not 0 <= meta.num_rows <= max_rows:
+            raise _problem(name, f"its footer declares {meta.num_rows} rows; a {what} holds at most {max_rows}")
+        rows = meta.num_rows
     if meta.num_rows != rows:
         raise _problem(name, f"its footer declares {meta.num_rows} rows, the manifest says {rows}")
     if schema is not None and _columns(found) != _columns(schema):
