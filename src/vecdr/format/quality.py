@@ -56,9 +56,9 @@ MAX_QUERIES = 100_000
 
 
 def decode_quality(data: bytes, name: str = "quality sample") -> QualitySample:
-    check_parquet(data, name, rows=None, schema=None, what="quality sample", max_rows=MAX_QUERIES)
+    parquet = check_parquet(data, name, rows=None, schema=None, what="quality sample", max_rows=MAX_QUERIES)
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = parquet.read()
         meta = table.schema.metadata or {}
         k = int(meta[b"vecdr.k"])
         metric = meta[b"vecdr.metric"].decode()
