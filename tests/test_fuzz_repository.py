@@ -460,17 +460,20 @@ def _deletion_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: H
 
 
 def _manifest_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], doc: dict[str, Any]) -> None:
-    action = draw(st.sampled_from(["value", "value", "drop", "duplicate", "swap", "remove"]))
-    segments = doc["segments"]
+    """Replace or drop a value anywhere, or duplicate, remove or swap whole segment entries."""
+    segments = doc.get("segments")
+    entries = isinstance(segments, list) and segments and all(isinstance(s, dict) for s in segments)
+    actions = ["value", "value", "drop"] + (["duplicate", "swap", "remove"] if entries else [])
+    action = draw(st.sampled_from(actions))
     if action == "duplicate":
         segments.append(dict(draw(st.sampled_from(segments))))
     elif action == "swap" and len(segments) > 1:
         a, b = draw(st.permutations(range(len(segments))))[:2]
         slot = draw(st.sampled_from(["object", "hashes", "deletions"]))
-        segments[a][slot], segments[b][slot] = segments[b][slot], segments[a][slot]
+        segments[a][slot], segments[b][slot] = segments[b].get(slot), segments[a].get(slot)
     elif action == "remove" and len(segments) > 1:
         segments.pop(draw(st.integers(0, len(segments) - 1)))
-    else:
+    elif action in ("value", "drop"):
         path = draw(st.sampled_from(_leaves(doc)))
         _set(doc, path, _DROP if action == "drop" else draw(VALUES))
 
@@ -509,7 +512,7 @@ def mutate_repository(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Ho
 def _entries_ok(segments: list[Any]) -> bool:
     """Whether every entry still has the shape the object mutations edit."""
     try:
-        return all(isinstance(s["rows"], int) and isinstance(s["object"]["key"], str)
+        return all(isinstance(s["rows"], int) and 0 <= s["rows"] <= 100_000 and isinstance(s["object"]["key"], str)
                    and isinstance(s["hashes"]["key"], str) for s in segments)
     except (TypeError, KeyError):
         return False
@@ -560,7 +563,7 @@ def _fuzz(pristine: tuple[Path, list[str]], data: st.DataObject) -> None:
         hostile = Hostile(sandbox / "repo", pristine[1])
         try:
             mutate_repository(data.draw, hostile)
-        except FileNotFoundError:  # a mutation named an object that is not there to read
+        except OSError:  # a mutation named an object that is not there to read
             return
         check_every_reader(hostile, sandbox)
 
