@@ -442,6 +442,16 @@ def _footer_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Hos
         doc["segments"][index].update(rows=rows, live=rows, deletions=None)
 
 
+def _page_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Hostile, doc: dict[str, Any]) -> None:
+    """Re-store one of the manifest's segments with bytes of its pages (headers or data) changed."""
+    index = draw(st.integers(0, len(doc["segments"]) - 1))
+    data = bytearray(hostile.read(doc["segments"][index]["object"]["key"]))
+    _, start = footer(bytes(data))
+    for _ in range(draw(st.integers(1, 4))):
+        data[draw(st.integers(4, start - 1))] = draw(st.sampled_from([0, 0xFF, 0x15, 0x7F, 0x80]))
+    doc["segments"][index]["object"] = hostile.put("segments", bytes(data), "parquet")
+
+
 def _deletion_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Hostile, doc: dict[str, Any]) -> None:
     """Give a segment a new deletion vector: of another length, all rows, or mutated bytes."""
     index = draw(st.integers(0, len(doc["segments"]) - 1))
@@ -480,7 +490,7 @@ def _manifest_mutation(draw: Callable[[st.SearchStrategy[Any]], Any], doc: dict[
 
 def mutate_repository(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Hostile) -> None:
     """Apply a few drawn mutations to the repository, then make every hash agree again."""
-    plan = draw(st.lists(st.sampled_from(["manifest", "record", "deletions", "footer", "twice"]), min_size=1,
+    plan = draw(st.lists(st.sampled_from(["manifest", "record", "deletions", "footer", "pages", "twice"]), min_size=1,
                          max_size=3))
     seq = hostile.seqs()[draw(st.integers(0, 1))]
     doc = hostile.manifest(seq)
@@ -493,6 +503,8 @@ def mutate_repository(draw: Callable[[st.SearchStrategy[Any]], Any], hostile: Ho
             _deletion_mutation(draw, hostile, doc)
         elif what == "footer" and isinstance(segments, list) and segments and _entries_ok(segments):
             _footer_mutation(draw, hostile, doc)
+        elif what == "pages" and isinstance(segments, list) and segments and _entries_ok(segments):
+            _page_mutation(draw, hostile, doc)
         elif what == "record":
             _set(record, draw(st.sampled_from(_leaves(record))), draw(VALUES))
         elif what == "twice":
@@ -582,7 +594,7 @@ FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCh
 
 @pytest.mark.fault("structure-aware fuzzing of manifests, commit records, deletion vectors and footers",
                    store="local")
-@settings(max_examples=30, **FUZZ)
+@settings(max_examples=100, **FUZZ)
 @given(data=st.data())
 def test_mutated_repositories_give_only_typed_errors(
     data: st.DataObject, pristine: tuple[Path, list[str]], quiet_environment: Any
