@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 
 from vecdr.engines.segments import dead_mask
 from vecdr.errors import IntegrityError, VecdrError
+from vecdr.format import thrift
 from vecdr.format.deletions import decode_deletion_slice, encode_deletion_file
 from vecdr.format.hashing import row_hashes, sha256_hex
 from vecdr.format.layout import object_key
 from vecdr.format.manifest import DeletionRef, Manifest, SegmentEntry
 from vecdr.format.objects import ObjectRef
+from vecdr.format.quality import QualitySample, decode_quality, encode_quality
 from vecdr.format.records import CommitRecord, Config
 from vecdr.format.rowhashes import decode_row_hashes, encode_row_hashes
 from vecdr.format.segment import decode_segment, encode_segment, segment_schema, vectors_to_arrow
@@ -196,3 +198,31 @@ def test_deletion_vectors_from_random_or_mutated_bytes(data: bytes, which: int, 
         dead_mask(_Deletions(data), entry)  # type: ignore[arg-type]
     except IntegrityError as exc:
         assert exc.path == entry.deletions.key  # type: ignore[union-attr]
+
+
+QUALITY = encode_quality(QualitySample(np.random.default_rng(1).standard_normal((32, 6)).astype(np.float32),
+                                       [[1, 2, 3]] * 32, 3, "L2"), pa.int64())
+
+
+def test_a_quality_sample_round_trips() -> None:
+    sample = decode_quality(QUALITY, "artifacts/q.quality.parquet")
+    assert sample.queries.shape == (32, 6) and sample.k == 3 and sample.answers == [[1, 2, 3]] * 32
+
+
+@pytest.mark.fault("crafted quality sample declaring 3,000,000 queries", store="memory")
+def test_a_quality_sample_declaring_millions_of_queries_is_refused_unread() -> None:
+    start = len(QUALITY) - 8 - int.from_bytes(QUALITY[-8:-4], "little")
+    meta, _ = thrift.decode(QUALITY, start)
+    meta[3] = (thrift.I64, 3_000_000)
+    for group in meta.get_value(4)[1]:
+        group[3] = (thrift.I64, 3_000_000)
+    footer = thrift.encode(meta)
+    crafted = QUALITY[:start] + footer + len(footer).to_bytes(4, "little") + b"PAR1"
+    with pytest.raises(IntegrityError, match="declares 3000000 rows; a quality sample holds at most"):
+        decode_quality(crafted, "artifacts/q.quality.parquet")
+
+
+@fuzz
+@given(data=st.binary(max_size=4096) | mutated([QUALITY]))
+def test_quality_samples_from_random_or_mutated_bytes(data: bytes) -> None:
+    only_typed(lambda d: decode_quality(d, "artifacts/q.quality.parquet"), data, (IntegrityError,))

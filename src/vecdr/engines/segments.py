@@ -37,6 +37,17 @@ def segment_rows(dimension: int) -> int:
     return max(1024, SEGMENT_BYTES // (4 * dimension + 8))
 
 
+def owned(table: pa.Table) -> pa.Table:
+    """A copy of ``table`` in memory of its own.
+
+    A source may hand out views of memory it keeps changing (a live FAISS index's
+    storage); rows are hashed and encoded at different moments, so both must read
+    bytes nobody else writes, or the stored row hashes would not match the stored rows.
+    """
+    columns = [pa.concat_arrays(c.chunks) if c.num_chunks else pa.array([], c.type) for c in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
 class SegmentWriter:
     """Buffers rows into segments and encodes and uploads them on a thread pool.
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from vecdr.backends.base import WHOLE, ChangeSet, IdRange, Source, SourceInfo, in_range
 from vecdr.engines.pool import bounded_map
-from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers, io_workers
+from vecdr.engines.segments import SegmentWriter, dead_mask, default_workers, io_workers, owned
 from vecdr.errors import (
     DimensionMismatchError,
     DuplicateIdError,
@@ -300,7 +300,11 @@ class _Snapshotter:
 
     def upsert(self, batch: pa.Table) -> None:
         """Rows present in the source now: write those that are new or changed."""
+        # Checked, hashed and encoded from one copy, in the stored types: the batch may be
+        # a view of memory the source changes, and hashes must be of the bytes written.
+        batch = owned(batch)
         vectors = _check_batch(batch, self.info, self.allow_nonfinite)
+        batch = batch.cast(self.schema)
         if self.within != WHOLE:
             self._check_within(batch.column("id").combine_chunks())
         if not len(self.prev_rows):

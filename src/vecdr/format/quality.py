@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vecdr.errors import IntegrityError
+from vecdr.format.footer import check_parquet
 from vecdr.format.segment import vectors_from_arrow, vectors_to_arrow
 
 METRICS = ("L2", "IP", "cosine")
@@ -49,9 +50,15 @@ def encode_quality(sample: QualitySample, id_type: pa.DataType) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+#: The most queries a stored quality sample may hold; a sample declaring more is
+#: refused before it is decoded (see :mod:`vecdr.format.footer`).
+MAX_QUERIES = 100_000
+
+
 def decode_quality(data: bytes, name: str = "quality sample") -> QualitySample:
+    parquet = check_parquet(data, name, rows=None, schema=None, what="quality sample", max_rows=MAX_QUERIES)
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = parquet.read()
         meta = table.schema.metadata or {}
         k = int(meta[b"vecdr.k"])
         metric = meta[b"vecdr.metric"].decode()

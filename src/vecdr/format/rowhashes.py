@@ -17,6 +17,9 @@ from vecdr.errors import IntegrityError
 from vecdr.format.footer import check_parquet
 from vecdr.format.hashing import ROW_HASH, ROW_HASH_BYTES
 
+#: The two layouts of a sidecar (integer or string ids), which a sidecar must have.
+_SCHEMAS = [pa.schema([("id", kind), ("hash", pa.binary(ROW_HASH_BYTES))]) for kind in (pa.int64(), pa.string())]
+
 
 def encode_row_hashes(ids: pa.Array, hashes: np.ndarray) -> bytes:
     """Serialize ids and their ``(n, 16)`` uint8 hashes."""
@@ -36,14 +39,12 @@ def decode_row_hashes(data: bytes, name: str = "row hashes", rows: int | None = 
     With ``rows`` (the segment's count in the manifest), its footer is checked first:
     the row count, the columns, and the sizes it declares (see :mod:`vecdr.format.footer`).
     """
-    if rows is not None:
-        found = check_parquet(data, name, rows=rows, schema=None, what="row-hash sidecar").schema_arrow
-        if found.names != ["id", "hash"] or not found.field("hash").type.equals(pa.binary(ROW_HASH_BYTES)) or not (
-            pa.types.is_int64(found.field("id").type) or pa.types.is_string(found.field("id").type)
-        ):
-            raise IntegrityError(f"{name}: not a row-hash sidecar (columns {found.names})", path=name)
     try:
-        table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)  # one per thread already
+        if rows is not None:
+            parquet = check_parquet(data, name, rows=rows, schema=_SCHEMAS, what="row-hash sidecar")
+        else:
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+        table = parquet.read(use_threads=False)  # one per thread already
         algorithm = (table.schema.metadata or {}).get(b"vecdr.row_hash", b"").decode()
         if algorithm != ROW_HASH:
             raise ValueError(f"row hash {algorithm or 'unknown'!r}, this vecdr uses {ROW_HASH!r}")

@@ -221,9 +221,9 @@ def decode_segment(
     and their types (``schema``: the manifest's), and the sizes the file declares,
     so a crafted file is refused before it is decoded.
     """
-    if rows is not None:
-        check_segment(data, name, rows, schema)
     try:
+        if rows is not None:
+            return check_segment(data, name, rows, schema).read(columns=columns)
         return pq.read_table(pa.BufferReader(data), columns=columns)
     except (pa.ArrowException, OSError, ValueError) as exc:  # ArrowException: every error Arrow raises on bad bytes
         raise IntegrityError(f"{name}: not a readable Parquet segment ({_first_line(exc)})", path=name) from exc
@@ -233,10 +233,11 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def check_segment(data: bytes | pa.Buffer, name: str, rows: int, schema: pa.Schema | None) -> None:
-    """Refuse a segment whose footer disagrees with its manifest entry (see :func:`decode_segment`)."""
+def check_segment(data: bytes | pa.Buffer, name: str, rows: int, schema: pa.Schema | None) -> pq.ParquetFile:
+    """Refuse a segment whose footer disagrees with its manifest entry (see
+    :func:`decode_segment`); returns it opened with the checked footer."""
     if schema is not None:
         dimension = schema.field(VECTOR).type.list_size if VECTOR in schema.names else 1
         if rows > max_segment_rows(dimension):
             raise IntegrityError(f"{name}: {rows} rows is more than a segment holds", path=name)
-    footer.check_parquet(data, name, rows=rows, schema=schema, what="segment")
+    return footer.check_parquet(data, name, rows=rows, schema=schema, what="segment")
