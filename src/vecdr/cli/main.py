@@ -153,7 +153,7 @@ def init_cmd(
     if as_json:
         output.emit_json(doc)
     else:
-        print(f"created {'encrypted ' if encrypt else ''}vecdr repository {r.config.id[:12]} at {r.url}")
+        print(f"created {'encrypted ' if encrypt else ''}vecdr repository {r.config.id[:12]} at {output.shown(r.url)}")
         if not r.config.capabilities.get("atomic_create"):
             output.warn("this store has no atomic create-if-absent: run one writer at a time")
 
@@ -213,8 +213,9 @@ def snapshots_cmd(repo: Repo, collection: Collection = None, as_json: Json = Fal
 
     table = Table("id", "collection", "created (UTC)", "rows", "tags", box=None)
     for s in rows:
-        table.add_row(s["id"][:12], s["collection"], s["created_at"][:19].replace("T", " "),
-                      f"{s['rows']:,}", ",".join(s["tags"]))
+        table.add_row(output.cell(s["id"][:12]), output.cell(s["collection"]),
+                      output.cell(s["created_at"][:19].replace("T", " ")), f"{s['rows']:,}",
+                      output.cell(",".join(s["tags"])))
     output.stdout.print(table)
 
 
@@ -236,7 +237,7 @@ def show_cmd(repo: Repo, snapshot: SnapshotRef, collection: Collection = None, a
         output.emit_json(doc)
         return
     for key, value in doc.items():
-        print(f"{key:>14}: {value}")
+        print(f"{key:>14}: {output.shown(value)}")
 
 
 @command("restore")
@@ -270,7 +271,7 @@ def restore_cmd(
         return
     how = "native index" if result.native else "rebuilt from embeddings"
     print(
-        f"restored snapshot {result.snapshot[:12]} of {result.collection!r} into {result.target}: "
+        f"restored snapshot {result.snapshot[:12]} of {result.collection!r} into {output.shown(result.target)}: "
         f"{result.rows:,} rows, {how}, {result.seconds:.2f}s (snapshot age {result.snapshot_age_seconds:.0f}s)"
     )
 
@@ -310,7 +311,7 @@ def export_cmd(
     if as_json:
         output.emit_json(doc)
     else:
-        print(f"exported {doc['rows']:,} rows of snapshot {str(doc['snapshot'])[:12]} to {doc['path']}")
+        print(f"exported {doc['rows']:,} rows of snapshot {str(doc['snapshot'])[:12]} to {output.shown(doc['path'])}")
 
 
 @command("forget")
@@ -352,7 +353,7 @@ def forget_cmd(
     for d in result.decisions:
         why = ", ".join(d.reasons)
         state = f"keep ({why})" if d.keep else verb
-        print(f"{d.commit.snapshot[:12]}  {d.commit.collection}  {d.commit.created_at}  {state}")
+        print(output.shown(f"{d.commit.snapshot[:12]}  {d.commit.collection}  {d.commit.created_at}  {state}"))
     print(f"{verb} {len(result.removed)} of {len(result.decisions)} snapshot(s)")
     if pruned is not None:
         _print_prune(pruned)
@@ -522,9 +523,9 @@ def unlock_cmd(
         output.emit_json({"removed": [_lock_doc(lock) for lock in removed], "held": [_lock_doc(lock) for lock in left]})
         return
     for lock in removed:
-        print(f"removed {lock.describe()}")
+        print(f"removed {output.shown(lock.describe())}")
     for lock in left:
-        print(f"kept {lock.describe()} (remove it with --all if its holder is gone)")
+        print(f"kept {output.shown(lock.describe())} (remove it with --all if its holder is gone)")
     if not removed and not left:
         print("no locks")
 
