@@ -546,7 +546,7 @@ class FaissTarget(Target):
             self._gpu.train(self.index, vectors)
             self.index = self._gpu.to_device(self.index)
         else:
-            self.index.train(vectors)
+            fi.train(self.index, vectors)
         self._needs_training = False
 
     def _flush_pending(self) -> None:

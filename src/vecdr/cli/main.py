@@ -438,6 +438,8 @@ def drill_cmd(
     """Restore a snapshot into a scratch target, measure RTO, RPO, rows and recall, clean up."""
     from vecdr.policy import load_policy
 
+    if report:
+        output.check_writable(report, "--report")  # before the drill, not after it ran
     loaded = load_policy(policy) if policy else None
     objectives = _objectives(rto, rpo, min_recall)
     if loaded is not None:
@@ -477,6 +479,8 @@ def status_cmd(
     """Each collection's newest snapshot age, pending changes and last drill against its objectives."""
     from vecdr.engines.status import write_prometheus
 
+    if prometheus:
+        output.check_writable(prometheus, "--prometheus")
     rows = vecdr.status(repo, policy, reporter=output.reporter(as_json))
     if prometheus:
         write_prometheus(rows, prometheus)

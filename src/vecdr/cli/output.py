@@ -9,7 +9,9 @@ with their markup escaped too (:func:`cell`), so ``[bold red]x[/]`` prints as ty
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -24,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from vecdr.errors import StoreError, UsageError
 from vecdr.progress import NullReporter
 
 stderr = Console(stderr=True, highlight=False)
@@ -115,9 +118,23 @@ def human_bytes(n: float) -> str:
     return f"{n} B"
 
 
+def check_writable(path: str, option: str) -> None:
+    """Refuse, before any work, a file that cannot be written: no folder to hold it, or a folder itself."""
+    where = Path(path)
+    if not path.strip() or where.is_dir():
+        raise UsageError(f"{option} {path!r} is a folder, not a file")
+    if not where.parent.is_dir():
+        raise UsageError(f"{option} {path!r}: the folder {str(where.parent)!r} does not exist")
+    if not os.access(where.parent, os.W_OK):
+        raise UsageError(f"{option} {path!r}: the folder {str(where.parent)!r} is not writable")
+
+
 def write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _seconds(value: float | None) -> str:
