@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+# isort: off
+from vecdr import _console  # noqa: F401  (first of all: the console script's start-up stops quietly)
+# isort: on
+
 import os
 import socket
 from collections.abc import Iterator

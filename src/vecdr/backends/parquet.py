@@ -69,11 +69,7 @@ class ParquetSource(Source):
         )
 
     def ids(self) -> pa.Array:
-        ids = self._valid(self.file.read(columns=[self.id_col]).column(0).combine_chunks(), self.id_col)
-        if pa.types.is_uint64(ids.type) and len(ids) and pc.max(ids).as_py() > 2**63 - 1:
-            # Ids are stored as int64 (FAISS's, PostgreSQL's and Milvus's own id type).
-            raise SchemaError(f"{self.path}: id {pc.max(ids).as_py()} is above 2**63-1, the largest id vecdr stores")
-        return ids
+        return self._valid(self.file.read(columns=[self.id_col]).column(0).combine_chunks(), self.id_col)
 
     def _valid(self, column: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
         """``column``, once its strings are known to be valid UTF-8: Parquet does not check,
@@ -83,6 +79,11 @@ class ParquetSource(Source):
                 column.validate(full=True)
             except pa.ArrowInvalid:
                 raise SchemaError(f"{self.path}: column {name!r} holds text that is not valid UTF-8") from None
+        big = name == self.id_col and pa.types.is_uint64(column.type) and len(column) > 0
+        if big and pc.max(column).as_py() > 2**63 - 1:
+            # Ids are stored as int64 (FAISS's, PostgreSQL's and Milvus's own id type).
+            raise SchemaError(f"{self.path}: column {name!r} holds {pc.max(column).as_py()}, above 2**63-1, "
+                              "the largest id vecdr stores")
         return column
 
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:

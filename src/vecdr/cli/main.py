@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from typing import Annotated, Any
 
@@ -554,6 +556,34 @@ def _ask_passphrase(question: str, confirm: bool) -> str:
     return first
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: raised in the main thread so that every ``finally`` and
+    abort path runs (locks released, temporaries and staging objects removed).
+
+    Like KeyboardInterrupt it is no Exception, so no ``except Exception`` swallows it; unlike
+    it, the argument parser does not turn it into a silent exit status.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # Once: a second signal while cleaning up gets the default action (SIGTERM ends the
+    # process, SIGINT raises KeyboardInterrupt again).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
+def _install_interrupts() -> dict[int, Any]:
+    """SIGTERM handled like SIGINT; returns the handlers to put back (none off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one line on stderr."""
     # Warnings (from vecdr or a library) become one line each on stderr.
@@ -566,10 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     propagate, logger.propagate = logger.propagate, False
     logger.addHandler(handler)
     keys.passphrase_prompt = _ask_passphrase if sys.stdin.isatty() else None
+    handlers = _install_interrupts()
     try:
         return _run(argv)
     finally:
-        # main() is also called in-process (tests, embedding); leave logging as found.
+        # main() is also called in-process (tests, embedding); leave logging and signals as found.
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
         warnings.showwarning = showwarning
         logger.removeHandler(handler)
         logger.propagate = propagate
@@ -588,6 +621,9 @@ def _run(argv: list[str] | None) -> int:
         return 1
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Interrupted as exc:
+        output.error("interrupted")
+        return 128 + exc.signum  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports a signal
     except (KeyboardInterrupt, typer.Abort):
         output.error("interrupted")
         return 130
