@@ -81,14 +81,18 @@ def open_source(uri: str, **options: Any) -> Source:
 
 def open_target(uri: str, **options: Any) -> Target:
     target: Target = _open(uri, 2, options)
-    path = local_file(uri)
-    if path is not None and path.is_dir():
-        raise TargetError(f"{path} is a folder; a {split_uri(uri)[0]} target is a file (even with --force)")
+    scheme, path, _ = split_uri(uri)
+    if scheme in SINGLE_FILE and Path(path).is_dir():
+        raise TargetError(f"{path} is a folder; a {scheme} target is a file (even with --force)")
     return target
 
 
+#: Schemes whose target is one file, which --force replaces (a Milvus Lite database holds many collections).
+SINGLE_FILE = ("faiss", "parquet")
+
+
 def local_file(uri: str) -> Path | None:
-    """The local file a ``SCHEME:PATH`` URI names (FAISS, Parquet, Milvus Lite); None for a server's URL."""
+    """The local path a ``SCHEME:PATH`` URI names (FAISS, Parquet, Milvus Lite); None for a server's URL."""
     scheme, path, _ = split_uri(uri)
     if scheme not in KNOWN or path.startswith("//") or scheme in ("postgresql", "postgres", "pgvector"):
         return None
