@@ -233,3 +233,40 @@ def test_quality_sample_has_a_maximum(two: dict[str, Any]) -> None:
 
     sample = decode_quality(vecdr.open_repository(repo).get(manifest.artifacts["quality"]), "quality")
     assert len(sample.queries) == 40
+
+
+# -- names shown literally --------------------------------------------------------------------------
+
+MARKUP, ANSI, NEWLINE = "[bold red]EVIL[/]", "\x1b[31mred\x1b[0m", "two\nlines"
+
+
+@pytest.mark.fault("names with markup, ANSI escapes or newlines printed to the terminal")
+def test_names_are_printed_literally(tmp_path: Path, cases: Any) -> None:
+    repo = vecdr.init(tmp_path / "repo")
+    for i, name in enumerate((MARKUP, ANSI, NEWLINE)):
+        vecdr.snapshot(repo, _index(30, i), collection=name, tags=[f"t-{name}"])
+        vecdr.drill(repo, collection=name)
+    url, env = str(tmp_path / "repo"), {"COLUMNS": "250"}
+    commands = [["snapshots", url], ["status", url], ["drills", url], ["forget", url, "--keep-last", "1", "-n"]]
+    commands += [["show", url, "latest", "-c", name] for name in (MARKUP, ANSI, NEWLINE)]
+    commands += [["drill", url, "-c", name] for name in (MARKUP, ANSI, NEWLINE)]
+    errors = [["show", url, f"t-{MARKUP}x"], ["show", url, ANSI], ["show", url, NEWLINE], ["snapshots", ANSI],
+              ["restore", url, "latest", f"faiss:{tmp_path / ANSI}[red]x", "-c", MARKUP]]
+    (tmp_path / f"{ANSI}[red]x").write_bytes(b"taken")  # the restore's error names it
+    cases.plan(len(commands) + len(errors))
+    for args, proc in zip(commands + errors, _many(commands + errors, env=env), strict=True):
+        text = proc.stdout + proc.stderr
+        assert "\x1b" not in text and "\r" not in text, (args, text)
+        assert "lines" not in [line.strip() for line in text.splitlines()], (args, text)
+        if args in commands:
+            assert proc.returncode == 0, (args, proc.stderr)
+            names = {MARKUP, ANSI, NEWLINE} if args[0] in ("snapshots", "status", "drills", "forget") \
+                else {args[-1]}
+            for name in names:
+                literal = name.encode("unicode_escape").decode()
+                assert literal in proc.stdout or repr(name)[1:-1] in proc.stdout, (args, proc.stdout)
+        else:
+            assert_one_line_error(proc)
+            named = (MARKUP, ANSI, NEWLINE, f"t-{MARKUP}x", f"{ANSI}[red]x")
+            assert any(repr(part)[1:-1] in proc.stderr for part in named), (args, proc.stderr)
+        cases.ok()

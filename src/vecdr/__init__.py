@@ -9,13 +9,21 @@
 
 from __future__ import annotations
 
+# isort: off
+from vecdr import _console  # noqa: F401  (first of all: the console script's start-up stops quietly)
+# isort: on
+
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from vecdr import errors
 from vecdr.backends.base import Source, Target
-from vecdr.backends.registry import open_source, open_target
+from vecdr.backends.registry import check_droppable, local_file, open_source, open_target
 from vecdr.engines import RestoreResult, SnapshotResult, VerifyReport
 from vecdr.engines import export as _export
 from vecdr.engines import restore as _restore
@@ -88,7 +96,8 @@ def init(
     ``key`` (32 bytes or 64 hex digits) or a key derived from ``password`` (by
     default ``VECDR_KEY`` or ``VECDR_PASSWORD``); see docs/security.md.
     """
-    return Repository.init(url, storage_options, encrypt=encrypt, key=key, password=password)
+    with _reaching(url):
+        return Repository.init(url, storage_options, encrypt=encrypt, key=key, password=password)
 
 
 def open_repository(
@@ -105,7 +114,30 @@ def open_repository(
     """
     if isinstance(url, Repository):
         return url
-    return Repository.open(url, storage_options, key=key, password=password)
+    with _reaching(url):
+        return Repository.open(url, storage_options, key=key, password=password)
+
+
+#: fsspec filesystems that can read but never write or list a repository.
+_READ_ONLY_SCHEMES = ("http", "https")
+
+
+@contextmanager
+def _reaching(url: Any) -> Iterator[None]:
+    """Opening a store: a URL scheme that cannot hold a repository, or a host that cannot be
+    reached (a name that does not resolve, a refused connection), is a typed error."""
+    from vecdr.store import redact_url
+
+    text = os.fspath(url) if isinstance(url, str | os.PathLike) else None
+    scheme = text.split("://", 1)[0].lower() if isinstance(text, str) and "://" in text else ""
+    if scheme in _READ_ONLY_SCHEMES:
+        raise errors.UsageError(f"{scheme}:// URLs are read-only and cannot be listed: a repository lives on a "
+                                "local path, s3://, gs://, az:// or memory://")
+    try:
+        yield
+    except (socket.gaierror, ConnectionRefusedError, TimeoutError) as exc:
+        raise errors.StoreUnreachableError(
+            f"cannot reach {redact_url(str(text))}: {' '.join(str(exc).split())}") from exc
 
 
 def _as_source(source: Any, embeddings: Any = None) -> Source:
@@ -220,9 +252,35 @@ def restore(
     if not isinstance(target, str | Target):
         raise errors.UsageError(f"a target is a URI (faiss:PATH, parquet:PATH, …) or a vecdr Target, not "
                                 f"{type(target).__name__}")
+    repository = open_repository(repo)
+    if isinstance(target, str):
+        _outside(repository, local_file(target), "the restore target")
     tgt = open_target(target, **target_options) if isinstance(target, str) else target
-    return _restore(open_repository(repo), tgt, snapshot, collection=collection, as_of=as_of,
+    _outside(repository, getattr(tgt, "path", None), "the restore target")
+    return _restore(repository, tgt, snapshot, collection=collection, as_of=as_of,
                     force=force, reporter=reporter)
+
+
+def _local_root(repository: Repository) -> Path | None:
+    """The folder a repository on local disk lives in (symlinks resolved); None elsewhere."""
+    from vecdr.store import LocalStore
+
+    store: Any = repository.store
+    while store is not None and not isinstance(store, LocalStore):
+        store = getattr(store, "inner", None)
+    return Path(store.root).resolve() if store is not None else None
+
+
+def _outside(repository: Repository, path: str | os.PathLike[str] | None, what: str) -> None:
+    """Refuse a file to write that lies inside the repository: a restore --force there would
+    replace the repository's own objects."""
+    root = _local_root(repository) if path is not None else None
+    if root is None or path is None:
+        return
+    where = Path(path).resolve()
+    if where == root or root in where.parents:
+        raise errors.TargetError(f"{what} {os.fspath(path)} lies inside the repository at {root}; "
+                                 "write it somewhere else")
 
 
 def restore_index(
@@ -259,9 +317,38 @@ def export(
     force: bool = False,
     reporter: Reporter = NULL,
 ) -> dict[str, object]:
-    """Export a snapshot's live rows to Parquet, or to ``.npy`` (vectors) plus ``.ids.npy``."""
-    return _export(open_repository(repo), snapshot, out, collection=collection, force=force,
-                   reporter=reporter)
+    """Export a snapshot's live rows to Parquet, or to ``.npy`` (vectors) plus ``.ids.npy``.
+
+    ``.npy`` cannot hold a string id ending in a NUL character (numpy drops trailing
+    NULs, so ``"x\\0"`` would become ``"x"``): such a snapshot exports to Parquet only.
+    """
+    repository = open_repository(repo)
+    if not isinstance(out, str | os.PathLike):
+        raise errors.UsageError(f"the export destination is a path, not {type(out).__name__}")
+    path = Path(out)
+    for p in (path, path.with_suffix(".ids.npy")) if path.suffix == ".npy" else (path,):
+        _outside(repository, p, "the export destination")
+    if path.suffix == ".npy":
+        snapshot = _npy_lossless(repository, snapshot, collection, reporter)
+    return _export(repository, snapshot, out, collection=collection, force=force, reporter=reporter)
+
+
+def _npy_lossless(repository: Repository, snapshot: str | None, collection: str | None, reporter: Reporter) -> str:
+    """The snapshot's id, once its ids are known to survive a ``.npy`` file."""
+    import pyarrow.compute as pc
+
+    from vecdr.engines.restore import open_snapshot
+    from vecdr.engines.segments import iter_live
+
+    manifest = open_snapshot(repository, snapshot, collection, reporter=reporter)
+    if manifest.id_type == "string":
+        for table in iter_live(repository, manifest, columns=["id"]):
+            if pc.any(pc.ends_with(table.column("id"), "\0")).as_py():
+                raise errors.SchemaError(
+                    f"snapshot {manifest.snapshot[:12]} has string ids ending in a NUL character, which .npy "
+                    "cannot hold (numpy drops trailing NULs): export it to Parquet instead"
+                )
+    return manifest.snapshot
 
 
 def forget(
@@ -324,6 +411,11 @@ def drill(
     ``policy`` (a :class:`Policy` or a TOML path). See docs/drills.md.
     """
     repository = open_repository(repo)
+    if target is not None:
+        if not isinstance(target, str):
+            raise errors.UsageError(f"a drill target is a URI, not {type(target).__name__}")
+        check_droppable(target)
+        _outside(repository, local_file(target), "the drill target")
     if objectives is None and policy is not None:
         loaded = policy if isinstance(policy, Policy) else load_policy(policy)
         name = collection or _drill_collection(repository, snapshot)
@@ -389,7 +481,11 @@ def recover(repo: RepoLike | None = None, policy: str | os.PathLike[str] | Polic
     location = repo if repo is not None else loaded.repository
     if location is None:
         raise errors.UsageError("name the repository (argument, VECDR_REPOSITORY, or `repository =` in the policy)")
-    return _recover(open_repository(location), loaded, force=force, reporter=reporter)
+    repository = open_repository(location)
+    for entry in loaded.collections.values():
+        if entry.target:
+            _outside(repository, local_file(entry.target), f"the target of {entry.name!r}")
+    return _recover(repository, loaded, force=force, reporter=reporter)
 
 
 def __getattr__(name: str) -> Any:

@@ -167,7 +167,7 @@ class FaissSource(Source):
         if self._embeddings is None:
             raise LossyIndexError(
                 f"a {self._spec['class']} index does not keep the original vectors; "
-                "supply the embeddings (embeddings=… in the API, faiss:PATH?embeddings=FILE)"
+                "supply the embeddings (--embeddings FILE, faiss:PATH?embeddings=FILE, or embeddings=… in the API)"
             )
         ids = _sequential_ids(self.index)
         if isinstance(self._embeddings, str):
@@ -629,7 +629,7 @@ class FaissTarget(Target):
             self._gpu.train(self.index, vectors)
             self.index = self._gpu.to_device(self.index)
         else:
-            self.index.train(vectors)
+            fi.train(self.index, vectors)
         self._needs_training = False
 
     def _flush_pending(self) -> None:

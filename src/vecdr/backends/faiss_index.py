@@ -15,7 +15,7 @@ import numpy as np
 from faiss.contrib.factory_tools import reverse_index_factory
 from faiss.contrib.inspect_tools import get_invlist
 
-from vecdr.errors import SchemaError
+from vecdr.errors import SchemaError, TargetError, UsageError
 
 METRICS = {faiss.METRIC_L2: "L2", faiss.METRIC_INNER_PRODUCT: "IP"}
 METRIC_CODES = {name: code for code, name in METRICS.items()}
@@ -339,8 +339,31 @@ def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
         ivf.nprobe = int(params["nprobe"])
 
 
+def metric_code(metric: str | int) -> int:
+    """FAISS's code for a metric: its name (``L2``, ``IP``, any case) or FAISS's own number."""
+    if isinstance(metric, int) and not isinstance(metric, bool):
+        return metric
+    text = str(metric).strip()
+    if text.upper() in METRIC_CODES:
+        return METRIC_CODES[text.upper()]
+    if text.isdigit():
+        return int(text)
+    raise UsageError(f"metric must be {' or '.join(METRIC_CODES)} (or a FAISS metric number), not {metric!r}")
+
+
+def train(index: faiss.Index, vectors: np.ndarray) -> None:
+    """``index.train``, with FAISS's refusals (fewer rows than centroids…) as a typed error."""
+    try:
+        index.train(vectors)
+    except RuntimeError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        why = lines[-1].split("failed:")[-1].strip() if lines else "training failed"
+        raise TargetError(f"faiss cannot train {type(faiss.downcast_index(index)).__name__} on "
+                          f"{len(vectors):,} rows: {why}") from exc
+
+
 def new_index(factory: str, dimension: int, metric: str | int) -> faiss.Index:
-    code = METRIC_CODES.get(metric, metric) if isinstance(metric, str) else metric
+    code = metric_code(metric)
     try:
         return faiss.index_factory(dimension, factory, int(code))
     except RuntimeError as exc:

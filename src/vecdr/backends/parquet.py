@@ -156,6 +156,11 @@ class ParquetSource(Source):
                 column.validate(full=True)
             except pa.ArrowInvalid:
                 raise SchemaError(f"{self.path}: column {name!r} holds text that is not valid UTF-8") from None
+        big = name == self.id_col and pa.types.is_uint64(column.type) and len(column) > 0
+        if big and pc.max(column).as_py() > 2**63 - 1:
+            # Ids are stored as int64 (FAISS's, PostgreSQL's and Milvus's own id type).
+            raise SchemaError(f"{self.path}: column {name!r} holds {pc.max(column).as_py()}, above 2**63-1, "
+                              "the largest id vecdr stores")
         return column
 
     def scan(self, batch_rows: int) -> Iterator[pa.Table]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from vecdr.backends.base import Source, Target
-from vecdr.errors import BackendUnavailableError, UnknownSchemeError, UsageError
+from vecdr.errors import BackendUnavailableError, TargetError, UnknownSchemeError, UsageError
 
 #: scheme -> (module, source class, target class, extra to install, import name)
 KNOWN: dict[str, tuple[str, str, str, str, str]] = {
@@ -54,6 +55,9 @@ def _load(scheme: str) -> Any:
 
 def _open(uri: str, role: int, options: dict[str, Any]) -> Any:
     scheme, path, query = split_uri(uri)
+    if not path.strip():
+        # `faiss:` would be the current folder: never a file to read, or to replace with --force.
+        raise UsageError(f"{uri!r} names nothing: write {scheme}:PATH (or the backend's URL)")
     cls = getattr(_load(scheme), KNOWN[scheme][role])
     given = {**query, **options}
     # Every parameter after (self, path) but uri is an option; a backend taking
@@ -77,4 +81,28 @@ def open_source(uri: str, **options: Any) -> Source:
 
 def open_target(uri: str, **options: Any) -> Target:
     target: Target = _open(uri, 2, options)
+    scheme, path, _ = split_uri(uri)
+    if scheme in SINGLE_FILE and Path(path).is_dir():
+        raise TargetError(f"{path} is a folder; a {scheme} target is a file (even with --force)")
     return target
+
+
+#: Schemes whose target is one file, which --force replaces (a Milvus Lite database holds many collections).
+SINGLE_FILE = ("faiss", "parquet")
+
+
+def local_file(uri: str) -> Path | None:
+    """The local path a ``SCHEME:PATH`` URI names (FAISS, Parquet, Milvus Lite); None for a server's URL."""
+    scheme, path, _ = split_uri(uri)
+    if scheme not in KNOWN or path.startswith("//") or scheme in ("postgresql", "postgres", "pgvector"):
+        return None
+    return Path(path)
+
+
+def check_droppable(uri: str) -> None:
+    """Refuse, before anything runs, a target that a drill could not drop again (a Parquet file)."""
+    scheme, _, _ = split_uri(uri)
+    cls = getattr(_load(scheme), KNOWN[scheme][2]) if scheme in KNOWN else None
+    if cls is not None and cls.drop is Target.drop:
+        raise UsageError(f"a drill drops what it restores, and a {scheme} target cannot be dropped: "
+                         "drill into a faiss:, postgresql:// or milvus: target, or leave --target out")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from typing import Annotated, Any
 
@@ -154,7 +156,7 @@ def init_cmd(
     if as_json:
         output.emit_json(doc)
     else:
-        print(f"created {'encrypted ' if encrypt else ''}vecdr repository {r.config.id[:12]} at {r.url}")
+        print(f"created {'encrypted ' if encrypt else ''}vecdr repository {r.config.id[:12]} at {output.shown(r.url)}")
         if not r.config.capabilities.get("atomic_create"):
             output.warn("this store has no atomic create-if-absent: run one writer at a time")
 
@@ -214,8 +216,9 @@ def snapshots_cmd(repo: Repo, collection: Collection = None, as_json: Json = Fal
 
     table = Table("id", "collection", "created (UTC)", "rows", "tags", box=None)
     for s in rows:
-        table.add_row(s["id"][:12], s["collection"], s["created_at"][:19].replace("T", " "),
-                      f"{s['rows']:,}", ",".join(s["tags"]))
+        table.add_row(output.cell(s["id"][:12]), output.cell(s["collection"]),
+                      output.cell(s["created_at"][:19].replace("T", " ")), f"{s['rows']:,}",
+                      output.cell(",".join(s["tags"])))
     output.stdout.print(table)
 
 
@@ -237,7 +240,7 @@ def show_cmd(repo: Repo, snapshot: SnapshotRef, collection: Collection = None, a
         output.emit_json(doc)
         return
     for key, value in doc.items():
-        print(f"{key:>14}: {value}")
+        print(f"{key:>14}: {output.shown(value)}")
 
 
 @command("restore")
@@ -271,7 +274,7 @@ def restore_cmd(
         return
     how = "native index" if result.native else "rebuilt from embeddings"
     print(
-        f"restored snapshot {result.snapshot[:12]} of {result.collection!r} into {result.target}: "
+        f"restored snapshot {result.snapshot[:12]} of {result.collection!r} into {output.shown(result.target)}: "
         f"{result.rows:,} rows, {how}, {result.seconds:.2f}s (snapshot age {result.snapshot_age_seconds:.0f}s)"
     )
 
@@ -313,7 +316,7 @@ def export_cmd(
     if as_json:
         output.emit_json(doc)
     else:
-        print(f"exported {doc['rows']:,} rows of snapshot {str(doc['snapshot'])[:12]} to {doc['path']}")
+        print(f"exported {doc['rows']:,} rows of snapshot {str(doc['snapshot'])[:12]} to {output.shown(doc['path'])}")
 
 
 @command("forget")
@@ -355,7 +358,7 @@ def forget_cmd(
     for d in result.decisions:
         why = ", ".join(d.reasons)
         state = f"keep ({why})" if d.keep else verb
-        print(f"{d.commit.snapshot[:12]}  {d.commit.collection}  {d.commit.created_at}  {state}")
+        print(output.shown(f"{d.commit.snapshot[:12]}  {d.commit.collection}  {d.commit.created_at}  {state}"))
     print(f"{verb} {len(result.removed)} of {len(result.decisions)} snapshot(s)")
     if pruned is not None:
         _print_prune(pruned)
@@ -479,6 +482,8 @@ def drill_cmd(
     """Restore a snapshot into a scratch target, measure RTO, RPO, rows and recall, clean up."""
     from vecdr.policy import load_policy
 
+    if report:
+        output.check_writable(report, "--report")  # before the drill, not after it ran
     loaded = load_policy(policy) if policy else None
     objectives = _objectives(rto, rpo, min_recall)
     if loaded is not None:
@@ -518,6 +523,8 @@ def status_cmd(
     """Each collection's newest snapshot age, pending changes and last drill against its objectives."""
     from vecdr.engines.status import write_prometheus
 
+    if prometheus:
+        output.check_writable(prometheus, "--prometheus")
     rows = vecdr.status(repo, policy, reporter=output.reporter(as_json))
     if prometheus:
         write_prometheus(rows, prometheus)
@@ -564,9 +571,9 @@ def unlock_cmd(
         output.emit_json({"removed": [_lock_doc(lock) for lock in removed], "held": [_lock_doc(lock) for lock in left]})
         return
     for lock in removed:
-        print(f"removed {lock.describe()}")
+        print(f"removed {output.shown(lock.describe())}")
     for lock in left:
-        print(f"kept {lock.describe()} (remove it with --all if its holder is gone)")
+        print(f"kept {output.shown(lock.describe())} (remove it with --all if its holder is gone)")
     if not removed and not left:
         print("no locks")
 
@@ -591,6 +598,34 @@ def _ask_passphrase(question: str, confirm: bool) -> str:
     return first
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: raised in the main thread so that every ``finally`` and
+    abort path runs (locks released, temporaries and staging objects removed).
+
+    Like KeyboardInterrupt it is no Exception, so no ``except Exception`` swallows it; unlike
+    it, the argument parser does not turn it into a silent exit status.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # Once: a second signal while cleaning up gets the default action (SIGTERM ends the
+    # process, SIGINT raises KeyboardInterrupt again).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
+def _install_interrupts() -> dict[int, Any]:
+    """SIGTERM handled like SIGINT; returns the handlers to put back (none off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: every failure becomes one line on stderr."""
     # Warnings (from vecdr or a library) become one line each on stderr.
@@ -603,10 +638,13 @@ def main(argv: list[str] | None = None) -> int:
     propagate, logger.propagate = logger.propagate, False
     logger.addHandler(handler)
     keys.passphrase_prompt = _ask_passphrase if sys.stdin.isatty() else None
+    handlers = _install_interrupts()
     try:
         return _run(argv)
     finally:
-        # main() is also called in-process (tests, embedding); leave logging as found.
+        # main() is also called in-process (tests, embedding); leave logging and signals as found.
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
         warnings.showwarning = showwarning
         logger.removeHandler(handler)
         logger.propagate = propagate
@@ -625,6 +663,9 @@ def _run(argv: list[str] | None) -> int:
         return 1
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Interrupted as exc:
+        output.error("interrupted")
+        return 128 + exc.signum  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports a signal
     except (KeyboardInterrupt, typer.Abort):
         output.error("interrupted")
         return 130

@@ -1,12 +1,21 @@
-"""What the CLI shows: progress bars on a terminal, JSON documents, one-line errors."""
+"""What the CLI shows: progress bars on a terminal, JSON documents, one-line errors.
+
+Names come from the repository and the command line (collections, tags, paths, URIs,
+messages that quote them) and are shown literally: control characters (newlines, ANSI
+escapes, bidirectional overrides) as Python escapes (:func:`shown`), and in rich tables
+with their markup escaped too (:func:`cell`), so ``[bold red]x[/]`` prints as typed.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from vecdr.errors import StoreError, UsageError
 from vecdr.progress import NullReporter
 from vecdr.store.secrets import scrub
 
@@ -45,7 +55,7 @@ class RichReporter:
             self.progress.start()
         else:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(phase, total=total)
+        self.task = self.progress.add_task(cell(phase), total=total)
 
     def advance(self, amount: int = 1) -> None:
         if self.task is not None:
@@ -72,8 +82,21 @@ def reporter(as_json: bool) -> RichReporter | QuietReporter:
     return RichReporter() if not as_json and sys.stderr.isatty() else QuietReporter()
 
 
+def shown(text: object) -> str:
+    """``text`` as a terminal can show it: every non-printable character escaped as ``repr`` would."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
+def cell(text: object) -> str:
+    """``text`` for a rich table or title: :func:`shown`, and its markup escaped."""
+    return escape(shown(text))
+
+
 def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return shown(" ".join(str(text).split()))
 
 
 def warn(message: str) -> None:
@@ -97,9 +120,23 @@ def human_bytes(n: float) -> str:
     return f"{n} B"
 
 
+def check_writable(path: str, option: str) -> None:
+    """Refuse, before any work, a file that cannot be written: no folder to hold it, or a folder itself."""
+    where = Path(path)
+    if not path.strip() or where.is_dir():
+        raise UsageError(f"{option} {path!r} is a folder, not a file")
+    if not where.parent.is_dir():
+        raise UsageError(f"{option} {path!r}: the folder {str(where.parent)!r} does not exist")
+    if not os.access(where.parent, os.W_OK):
+        raise UsageError(f"{option} {path!r}: the folder {str(where.parent)!r} is not writable")
+
+
 def write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _seconds(value: float | None) -> str:
@@ -143,23 +180,23 @@ def drill_rows(result: Any) -> list[tuple[str, str, str, str]]:
 def print_drill(result: Any) -> None:
     from rich.table import Table
 
-    table = Table(title=f"drill of {result.collection!r}, snapshot {result.snapshot[:12]} -> {result.target}")
+    table = Table(title=cell(f"drill of {result.collection!r}, snapshot {result.snapshot[:12]} -> {result.target}"))
     for column in ("check", "measured", "target", "result"):
         table.add_column(column)
     for r in drill_rows(result):
-        table.add_row(*r)
+        table.add_row(*map(cell, r))
     stdout.print(table)
     recorded = f"recorded as {result.history_key}" if result.history_key else "not recorded (--no-record)"
-    stdout.print(f"{'PASSED' if result.passed else 'FAILED'}; {recorded}")
+    stdout.print(cell(f"{'PASSED' if result.passed else 'FAILED'}; {recorded}"))
 
 
 def drill_markdown(result: Any) -> str:
     lines = [
-        f"# DR drill: {result.collection}",
+        f"# DR drill: {shown(result.collection)}",
         "",
         f"- started: {result.started_at}",
         f"- snapshot: `{result.snapshot}`",
-        f"- scratch target: `{result.target}` (dropped afterwards)",
+        f"- scratch target: `{shown(result.target)}` (dropped afterwards)",
         f"- result: **{'PASSED' if result.passed else 'FAILED'}**",
         "",
         "| check | measured | target | result |",
@@ -177,8 +214,8 @@ def print_drills(history: list[dict[str, Any]]) -> None:
     for column in ("started", "collection", "snapshot", "RTO", "RPO", "rows", "recall ratio", "result"):
         table.add_column(column)
     for d in history:
-        table.add_row(str(d.get("started_at")), str(d.get("collection")), str(d.get("snapshot", ""))[:12],
-                      _seconds(d.get("rto_seconds")), _seconds(d.get("rpo_seconds")), str(d.get("rows_restored")),
+        table.add_row(cell(d.get("started_at")), cell(d.get("collection")), cell(str(d.get("snapshot", ""))[:12]),
+                      _seconds(d.get("rto_seconds")), _seconds(d.get("rpo_seconds")), cell(d.get("rows_restored")),
                       _share(d.get("recall_ratio")), _verdict(d.get("passed")))
     stdout.print(table if history else "no drills yet")
 
@@ -191,7 +228,8 @@ def print_status(rows: list[Any]) -> None:
                    "last drill RTO", "last drill"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.collection, str(r.snapshots), (r.latest or "-")[:12], _seconds(r.snapshot_age_seconds),
+        table.add_row(cell(r.collection), str(r.snapshots), cell((r.latest or "-")[:12]),
+                      _seconds(r.snapshot_age_seconds),
                       "-" if r.pending_changes is None else f"{r.pending_changes:,}",
                       f"{_seconds(r.rpo_seconds)} {_verdict(r.rpo_met)}", _seconds(r.rpo_target_seconds),
                       _seconds(r.rto_target_seconds), _seconds(r.last_drill_rto_seconds),
@@ -202,11 +240,11 @@ def print_status(rows: list[Any]) -> None:
 def print_recovery(result: Any) -> None:
     from rich.table import Table
 
-    table = Table(title=f"recovery: {'PASSED' if result.passed else 'FAILED'} in {_seconds(result.seconds)}")
+    table = Table(title=cell(f"recovery: {'PASSED' if result.passed else 'FAILED'} in {_seconds(result.seconds)}"))
     for column in ("priority", "collection", "target", "rows", "restore", "RTO", "RTO target", "result"):
         table.add_column(column)
     for c in result.collections:
-        table.add_row(str(c.priority), c.collection, c.target, "-" if c.rows is None else f"{c.rows:,}",
+        table.add_row(str(c.priority), cell(c.collection), cell(c.target), "-" if c.rows is None else f"{c.rows:,}",
                       _seconds(c.restore_seconds), _seconds(c.rto_seconds), _seconds(c.rto_target_seconds),
-                      _verdict(c.passed) if c.error is None else f"FAIL: {c.error}")
+                      _verdict(c.passed) if c.error is None else cell(f"FAIL: {one_line(c.error)}"))
     stdout.print(table)

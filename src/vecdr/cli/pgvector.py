@@ -24,7 +24,8 @@ def enable_tracking_cmd(uri: Uri, as_json: Json = False) -> None:
     if as_json:
         output.emit_json({"tracking": True, "log": log})
     else:
-        print(f"tracking changes in {log}; the next snapshot is a full comparison, later ones read the log")
+        print(f"tracking changes in {output.shown(log)}; "
+              "the next snapshot is a full comparison, later ones read the log")
 
 
 @app.command("disable-tracking")

@@ -13,8 +13,9 @@ lock is never broken silently, but :func:`unlock` (``vecdr unlock``) removes it.
 Both check after writing, so of an exclusive and a shared taker racing, at least
 one sees the other and backs off. That relies on every read of a lock reaching the
 store itself: stores keep no client-side listing cache (see :mod:`vecdr.store.fsspec`).
-Maintenance (forget, prune) takes the exclusive lock; on a store without atomic
-create-if-absent, every snapshot does too, so writers run one at a time.
+A lock whose holder (``host:pid``) ran on this host and is no longer running is
+stale at once. Maintenance (forget, prune) takes the exclusive lock; on a store
+without atomic create-if-absent, every snapshot does too, so writers run one at a time.
 """
 
 from __future__ import annotations
@@ -47,10 +48,27 @@ class LockInfo:
     expires: float
 
     def stale(self, now: float | None = None) -> bool:
-        return (now if now is not None else time.time()) >= self.expires
+        return (now if now is not None else time.time()) >= self.expires or self.holder_gone()
+
+    def holder_gone(self) -> bool:
+        """Whether the holder was a process on this host that no longer runs: its lock is stale
+        at once, not only when its heartbeat runs out (a killed snapshot must not block prune)."""
+        host, _, pid = self.holder.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # PermissionError: it runs, as another user
+            return False
+        return False
 
     def describe(self) -> str:
-        state = "stale" if self.stale() else f"held for {max(0.0, self.expires - time.time()):.0f}s more"
+        if self.holder_gone():
+            state = "stale (its process is gone)"
+        else:
+            state = "stale" if self.stale() else f"held for {max(0.0, self.expires - time.time()):.0f}s more"
         return f"{self.kind} lock of {self.holder} ({self.purpose}), {state}"
 
 
