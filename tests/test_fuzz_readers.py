@@ -168,6 +168,20 @@ def test_segments_from_random_or_mutated_bytes(data: bytes) -> None:
 
 
 @fuzz
+@given(data=st.binary(max_size=4096) | mutated(SEGMENTS[:1]))
+def test_checked_segments_from_random_or_mutated_bytes(data: bytes) -> None:
+    """The reading path of restore and verify: footer checked against the manifest first."""
+    only_typed(lambda d: decode_segment(d, "segments/x.parquet", rows=40, schema=SEGMENT_TABLE.schema), data,
+               (IntegrityError,))
+
+
+@fuzz
+@given(data=st.binary(max_size=4096) | mutated([ROW_HASHES]))
+def test_checked_row_hashes_from_random_or_mutated_bytes(data: bytes) -> None:
+    only_typed(lambda d: decode_row_hashes(d, "artifacts/x.hashes.parquet", 40), data, (IntegrityError,))
+
+
+@fuzz
 @given(data=st.binary(max_size=4096) | mutated([ROW_HASHES]))
 def test_row_hashes_from_random_or_mutated_bytes(data: bytes) -> None:
     only_typed(lambda d: decode_row_hashes(d, "artifacts/x.hashes.parquet"), data, (IntegrityError,))
@@ -209,7 +223,7 @@ def test_a_quality_sample_round_trips() -> None:
     assert sample.queries.shape == (32, 6) and sample.k == 3 and sample.answers == [[1, 2, 3]] * 32
 
 
-@pytest.mark.fault("crafted quality sample declaring 3,000,000 queries", store="memory")
+@pytest.mark.fault("crafted quality sample declaring 3,000,000 queries")
 def test_a_quality_sample_declaring_millions_of_queries_is_refused_unread() -> None:
     start = len(QUALITY) - 8 - int.from_bytes(QUALITY[-8:-4], "little")
     meta, _ = thrift.decode(QUALITY, start)
