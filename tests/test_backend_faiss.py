@@ -559,3 +559,18 @@ def test_a_flat_index_without_an_id_map_refuses_ids_that_are_not_positions(ids: 
     with pytest.raises(TargetError, match="0…n-1"):
         target.write(rows)
         target.finish()
+
+
+@pytest.mark.fault("manifest declares more rows than memory holds (FAISS target)")
+def test_a_restore_too_large_for_memory_is_refused_before_allocating(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from vecdr.backends.base import RestoreSpec
+    from vecdr.errors import TargetError
+
+    spec = RestoreSpec(collection="c", snapshot="s", dimension=128, id_type="int64", attributes=pa.schema([]),
+                       index={}, rows=10**12)
+    for target in (FaissTarget(), FaissTarget(tmp_path / "x.faiss", factory="HNSW16")):
+        with pytest.raises(TargetError, match="GiB free"):
+            target.begin(spec)
+    assert not (tmp_path / "x.faiss").exists()

@@ -382,6 +382,31 @@ def write_index_atomic(index: faiss.Index | bytes, path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable), if known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_fits(spec: RestoreSpec) -> None:
+    """Refuse, before allocating, an index whose vectors alone cannot fit in memory: a
+    FAISS index lives in memory, and sizing its storage for a manifest's row count must
+    not end in an allocator abort (a crafted manifest may declare any count)."""
+    needed = spec.rows * (spec.dimension * 4 + 8)
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise TargetError(
+            f"the snapshot holds {spec.rows:,} vectors of dimension {spec.dimension}: at least "
+            f"{needed / 2**30:.1f} GiB for a FAISS index, and this machine has {available / 2**30:.1f} GiB free"
+        )
+
+
 class FaissTarget(Target):
     """Rebuild a FAISS index; write it to ``path``, or keep it in :attr:`index` when path is None.
 
@@ -501,6 +526,7 @@ class FaissTarget(Target):
                 else:
                     index = faiss.IndexIDMap2(index)
         self.index = index
+        _check_fits(spec)
         self._gpu = faiss_gpu.prepare(index, spec.rows, self.gpu, self.gpu_device, self._warn)
         flat = fi.empty_flat(index) if self._gpu is None else None
         if flat is not None and (self._plain or fi.unwrap(index)[1] is not None):
