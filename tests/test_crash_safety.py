@@ -128,10 +128,16 @@ def test_a_snapshot_process_killed_at_20_moments_loses_nothing(tmp_path: Path, c
             vecdr.snapshot(repo, second, collection="c").snapshot: faiss_rows(second)}
     env = {k: v for k, v in os.environ.items() if k not in ("VECDR_REPOSITORY", "VECDR_DEBUG")}
     cmd = [VECDR, "snapshot", str(tmp_path / "repo"), f"faiss:{tmp_path / 'live.faiss'}", "-c", "c", "--mode", "full"]
-    t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=120)
-    whole = time.perf_counter() - t0
     done[repo.commits()[-1].snapshot] = faiss_rows(big)
+    # Timed as the killed runs go: with the segments already stored (a full snapshot
+    # re-checks them instead of writing them), the shorter of two runs.
+    whole = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=120)
+        whole = min(whole, time.perf_counter() - t0)
+        done[repo.commits()[-1].snapshot] = faiss_rows(big)
     outcomes = []
     cases.plan(20)
     for i in range(1, 21):
