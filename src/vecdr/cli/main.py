@@ -442,6 +442,7 @@ def drill_cmd(
 
     if report:
         output.check_writable(report, "--report")  # before the drill, not after it ran
+        vecdr._outside(vecdr.open_repository(repo), report, "--report")
     loaded = load_policy(policy) if policy else None
     objectives = _objectives(rto, rpo, min_recall)
     if loaded is not None:
@@ -483,6 +484,7 @@ def status_cmd(
 
     if prometheus:
         output.check_writable(prometheus, "--prometheus")
+        vecdr._outside(vecdr.open_repository(repo), prometheus, "--prometheus")
     rows = vecdr.status(repo, policy, reporter=output.reporter(as_json))
     if prometheus:
         write_prometheus(rows, prometheus)
