@@ -558,12 +558,12 @@ def _ask_passphrase(question: str, confirm: bool) -> str:
     return first
 
 
-class Interrupted(BaseException):
+class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived: raised in the main thread so that every ``finally`` and
     abort path runs (locks released, temporaries and staging objects removed).
 
-    Like KeyboardInterrupt it is no Exception, so no ``except Exception`` swallows it; unlike
-    it, the argument parser does not turn it into a silent exit status.
+    A KeyboardInterrupt, so that no ``except Exception`` swallows it and libraries treat
+    SIGTERM as they treat Ctrl-C (psycopg cancels the query running on the server).
     """
 
     def __init__(self, signum: int) -> None:
@@ -571,11 +571,17 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+#: The signals received during this run (the argument parser turns a KeyboardInterrupt
+#: into a bare exit status 130, so the number is kept here).
+_received: list[int] = []
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     # Once: a second signal while cleaning up gets the default action (SIGTERM ends the
     # process, SIGINT raises KeyboardInterrupt again).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _received.append(signum)
     raise Interrupted(signum)
 
 
@@ -598,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     propagate, logger.propagate = logger.propagate, False
     logger.addHandler(handler)
     keys.passphrase_prompt = _ask_passphrase if sys.stdin.isatty() else None
+    _received.clear()
     handlers = _install_interrupts()
     try:
         return _run(argv)
@@ -614,6 +621,9 @@ def _run(argv: list[str] | None) -> int:
     try:
         # Without standalone mode the parser returns an Exit's code instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="vecdr")
+        if _received:  # the parser caught the Interrupted after every cleanup had run
+            output.error("interrupted")
+            return 128 + _received[0]  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports a signal
         return code if isinstance(code, int) else 0
     except UsageError as exc:
         output.error(str(exc))
@@ -625,7 +635,7 @@ def _run(argv: list[str] | None) -> int:
         return int(exc.exit_code)
     except Interrupted as exc:
         output.error("interrupted")
-        return 128 + exc.signum  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports a signal
+        return 128 + exc.signum
     except (KeyboardInterrupt, typer.Abort):
         output.error("interrupted")
         return 130
