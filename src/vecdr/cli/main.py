@@ -121,12 +121,27 @@ def storage(
     ] = None,
 ) -> None:
     """Backup and disaster recovery for vector indexes."""
+    if endpoint_url is not None:
+        _check_endpoint(endpoint_url)
     given = {"endpoint_url": endpoint_url, "region": region, "sse": sse, "sse_kms_key_id": sse_kms_key_id,
              "concurrency": concurrency}
     for name, value in given.items():
         if value is not None:
             for variable in STORAGE_ENV[name]:
                 os.environ[variable] = str(value)
+
+def _check_endpoint(url: str) -> None:
+    """An endpoint is an http(s) URL with a host; anything else fails later inside botocore."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError("--endpoint-url must be an http:// or https:// URL with a host, like http://127.0.0.1:9000")
+
 
 Repo = Annotated[str, typer.Argument(help=f"Repository path or URL (or set {REPO_ENV}).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
