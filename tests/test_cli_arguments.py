@@ -270,3 +270,13 @@ def test_names_are_printed_literally(tmp_path: Path, cases: Any) -> None:
             named = (MARKUP, ANSI, NEWLINE, f"t-{MARKUP}x", f"{ANSI}[red]x")
             assert any(repr(part)[1:-1] in proc.stderr for part in named), (args, proc.stderr)
         cases.ok()
+
+
+@pytest.mark.fault("--keep-within or --grace reaching before year 1")
+def test_durations_longer_than_the_calendar_keep_everything(two: dict[str, Any]) -> None:
+    repo = str(two["repo"])
+    kept = run("forget", repo, "--keep-within", "100000y", "--json")
+    assert kept.returncode == 0, kept.stderr
+    assert len(json.loads(kept.stdout)["kept"]) == 2 and not json.loads(kept.stdout)["removed"]
+    assert run("prune", repo, "--grace", "100000y").returncode == 0
+    assert len(vecdr.snapshots(repo)) == 2

@@ -325,9 +325,13 @@ def export(
     repository = open_repository(repo)
     if not isinstance(out, str | os.PathLike):
         raise errors.UsageError(f"the export destination is a path, not {type(out).__name__}")
+    if not os.fspath(out).strip():
+        raise errors.UsageError("the export destination is empty")
     path = Path(out)
     for p in (path, path.with_suffix(".ids.npy")) if path.suffix == ".npy" else (path,):
         _outside(repository, p, "the export destination")
+        if p.is_dir():
+            raise errors.TargetError(f"{p} is a folder; an export writes files (even with --force)")
     if path.suffix == ".npy":
         snapshot = _npy_lossless(repository, snapshot, collection, reporter)
     return _export(repository, snapshot, out, collection=collection, force=force, reporter=reporter)

@@ -135,6 +135,8 @@ def load_policy(path: str | Path) -> Policy:
         doc = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"no policy file at {where}") from None
+    except OSError as exc:  # a folder, no permission
+        raise UsageError(f"cannot read the policy file {where}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{where} is not valid TOML: {exc}") from exc
     collections = doc.get("collections", {})

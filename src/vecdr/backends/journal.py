@@ -74,6 +74,10 @@ class Journal:
     """An append-only, crash-safe change journal in a folder."""
 
     def __init__(self, path: str | os.PathLike[str], dimension: int | None = None) -> None:
+        if Path(path).exists() and not Path(path).is_dir():
+            from vecdr.errors import SourceError
+
+            raise SourceError(f"the journal {os.fspath(path)} is a file; a journal is a folder")
         self.path = Path(path)
         self.dimension = dimension
         self._own_log: int | None = None  # the log this object appends to, once it has appended

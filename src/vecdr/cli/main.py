@@ -122,12 +122,27 @@ def storage(
     ] = None,
 ) -> None:
     """Backup and disaster recovery for vector indexes."""
+    if endpoint_url is not None:
+        _check_endpoint(endpoint_url)
     given = {"endpoint_url": endpoint_url, "region": region, "sse": sse, "sse_kms_key_id": sse_kms_key_id,
              "concurrency": concurrency}
     for name, value in given.items():
         if value is not None:
             for variable in STORAGE_ENV[name]:
                 os.environ[variable] = str(value)
+
+def _check_endpoint(url: str) -> None:
+    """An endpoint is an http(s) URL with a host; anything else fails later inside botocore."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError("--endpoint-url must be an http:// or https:// URL with a host, like http://127.0.0.1:9000")
+
 
 Repo = Annotated[str, typer.Argument(help=f"Repository path or URL (or set {REPO_ENV}).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -484,6 +499,7 @@ def drill_cmd(
 
     if report:
         output.check_writable(report, "--report")  # before the drill, not after it ran
+        vecdr._outside(vecdr.open_repository(repo), report, "--report")
     loaded = load_policy(policy) if policy else None
     objectives = _objectives(rto, rpo, min_recall)
     if loaded is not None:
@@ -525,6 +541,7 @@ def status_cmd(
 
     if prometheus:
         output.check_writable(prometheus, "--prometheus")
+        vecdr._outside(vecdr.open_repository(repo), prometheus, "--prometheus")
     rows = vecdr.status(repo, policy, reporter=output.reporter(as_json))
     if prometheus:
         write_prometheus(rows, prometheus)
@@ -598,12 +615,12 @@ def _ask_passphrase(question: str, confirm: bool) -> str:
     return first
 
 
-class Interrupted(BaseException):
+class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived: raised in the main thread so that every ``finally`` and
     abort path runs (locks released, temporaries and staging objects removed).
 
-    Like KeyboardInterrupt it is no Exception, so no ``except Exception`` swallows it; unlike
-    it, the argument parser does not turn it into a silent exit status.
+    A KeyboardInterrupt, so that no ``except Exception`` swallows it and libraries treat
+    SIGTERM as they treat Ctrl-C (psycopg cancels the query running on the server).
     """
 
     def __init__(self, signum: int) -> None:
@@ -611,11 +628,17 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+#: The signals received during this run (the argument parser turns a KeyboardInterrupt
+#: into a bare exit status 130, so the number is kept here).
+_received: list[int] = []
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     # Once: a second signal while cleaning up gets the default action (SIGTERM ends the
     # process, SIGINT raises KeyboardInterrupt again).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _received.append(signum)
     raise Interrupted(signum)
 
 
@@ -638,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     propagate, logger.propagate = logger.propagate, False
     logger.addHandler(handler)
     keys.passphrase_prompt = _ask_passphrase if sys.stdin.isatty() else None
+    _received.clear()
     handlers = _install_interrupts()
     try:
         return _run(argv)
@@ -654,6 +678,9 @@ def _run(argv: list[str] | None) -> int:
     try:
         # Without standalone mode the parser returns an Exit's code instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="vecdr")
+        if _received:  # the parser caught the Interrupted after every cleanup had run
+            output.error("interrupted")
+            return 128 + _received[0]  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports a signal
         return code if isinstance(code, int) else 0
     except UsageError as exc:
         output.error(str(exc))
@@ -665,7 +692,7 @@ def _run(argv: list[str] | None) -> int:
         return int(exc.exit_code)
     except Interrupted as exc:
         output.error("interrupted")
-        return 128 + exc.signum  # 130 (SIGINT) or 143 (SIGTERM), as a shell reports a signal
+        return 128 + exc.signum
     except (KeyboardInterrupt, typer.Abort):
         output.error("interrupted")
         return 130

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from vecdr.errors import SnapshotNotFoundError, UsageError
 from vecdr.format.records import CommitRecord
@@ -47,7 +47,10 @@ def parse_duration(text: str) -> timedelta:
     if not text.strip() or match is None:
         raise UsageError(f"{text!r} is not a duration like 7d, 12h, 1y6m or 3d12h")
     years, months, days, hours = (int(g or 0) for g in match.groups())
-    return timedelta(days=365 * years + 30 * months + days, hours=hours)
+    try:
+        return timedelta(days=365 * years + 30 * months + days, hours=hours)
+    except OverflowError:
+        raise UsageError(f"{text!r} is longer than any duration vecdr can count (about 2.7 million years)") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,10 @@ def decide(commits: list[CommitRecord], policy: Retention) -> list[Decision]:
                     seen.add(bucket)
                     reasons[c.seq].append(period)
         if policy.within is not None and newest_first:
-            horizon: datetime = max(times.values()) - policy.within
+            try:
+                horizon: datetime = max(times.values()) - policy.within
+            except OverflowError:  # reaches before year 1: every snapshot is within it
+                horizon = datetime.min.replace(tzinfo=UTC)
             for c in newest_first:
                 if times[c.seq] >= horizon:
                     reasons[c.seq].append("within")
