@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from vecdr.durable import fsync_dir, publish, temp_beside
-from vecdr.errors import JournalDamagedError
+from vecdr.errors import JournalDamagedError, SourceError
 
 UPSERT = 1
 DELETE = 2
@@ -75,8 +75,6 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str], dimension: int | None = None) -> None:
         if Path(path).exists() and not Path(path).is_dir():
-            from vecdr.errors import SourceError
-
             raise SourceError(f"the journal {os.fspath(path)} is a file; a journal is a folder")
         self.path = Path(path)
         self.dimension = dimension
