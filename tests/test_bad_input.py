@@ -391,6 +391,8 @@ CASES = [
          lambda w: ["forget", w.repo, "--keep-within", "99999999999999y"], fault="--keep-within beyond any date"),
     Case("grace-too-long", UsageError, lambda w: vecdr.prune(w.repo, grace="99999999999999y"),
          lambda w: ["prune", w.repo, "--grace", "99999999999999y"], fault="--grace beyond any date"),
+    Case("forget-snapshots-a-string", UsageError, lambda w: vecdr.forget(w.repo, "base"), None,  # type: ignore[arg-type]
+         fault="forget given one string as its list of snapshots"),
     Case("snapshot-reference-empty", UsageError, lambda w: restore(w, snapshot=""),
          lambda w: ["forget", w.repo, ""], fault="empty snapshot reference (catalogue)"),
     Case("tag-latest", UsageError, lambda w: vecdr.snapshot(w.repo, f"faiss:{w.live_faiss}", tags=["latest"]),

@@ -50,7 +50,7 @@ from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, pick_collection
 from vecdr.repository.commits import skipped
 from vecdr.repository.drills import drill_history
-from vecdr.repository.resolve import check_tag
+from vecdr.repository.resolve import check_ref, check_tag
 
 __all__ = [
     "Repository",
@@ -377,6 +377,10 @@ def forget(
     """
     _whole_numbers(keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily, keep_weekly=keep_weekly,
                    keep_monthly=keep_monthly, keep_yearly=keep_yearly)
+    if isinstance(snapshots, str):
+        raise errors.UsageError(f"snapshots must be a list of references, not {snapshots!r}")
+    for ref in snapshots:  # before the repository is locked
+        check_ref(ref)
     within = parse_duration(keep_within) if isinstance(keep_within, str) else keep_within
     retention = Retention(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, within,
                           tuple(keep_tags))
@@ -395,6 +399,8 @@ def compact(
     repo: RepoLike, snapshot: str = "latest", *, collection: str | None = None, reporter: Reporter = NULL
 ) -> CompactResult:
     """Rewrite a collection's latest snapshot as a new one without dead rows or small segments."""
+    if snapshot is not None:
+        check_ref(snapshot)  # before the repository is locked
     return _compact(open_repository(repo), snapshot, collection, reporter)
 
 
