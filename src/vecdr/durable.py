@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,10 +51,26 @@ def temp_beside(path: str | os.PathLike[str]) -> Path:
     return Path(name)
 
 
+def check_replaceable(path: str | os.PathLike[str]) -> None:
+    """Refuse to replace anything but a regular file or a link at ``path``: a device
+    (``/dev/null``), a pipe, a socket or a folder is never vecdr's to replace, even
+    with --force (:class:`TargetExistsError`)."""
+    from vecdr.errors import TargetExistsError
+
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise TargetExistsError(f"{os.fspath(path)} is {kind}; vecdr replaces only files, even with --force")
+
+
 def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     """Give a fully written temp file its final name: the name then holds the old file
     or the complete new one, never a partial one, also across a crash. A link at the
-    final name is replaced, not followed."""
+    final name is replaced, not followed; anything else but a file is refused."""
+    check_replaceable(path)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -66,7 +83,7 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
     read-only file system or a denied permission becomes :class:`TargetWriteError`
     naming ``path`` and the cause. FAISS reports a failed write as a ``RuntimeError``
     quoting the system's words, which is recognised too."""
-    from vecdr.errors import TargetWriteError
+    from vecdr.errors import TargetWriteError, VecdrError
     from vecdr.store.oserrors import DENIED, FULL, cause
 
     try:
@@ -74,9 +91,11 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
     except TargetWriteError:
         raise
     except OSError as exc:
-        if exc.errno in FULL | DENIED:
-            raise TargetWriteError(f"writing {path}: {cause(exc)}") from exc
-        raise
+        if isinstance(exc, VecdrError):
+            raise
+        # Whatever the system refuses (a full disk, a read-only or pseudo file system,
+        # a missing folder), the target cannot be written there.
+        raise TargetWriteError(f"writing {path}: {cause(exc)}") from exc
     except RuntimeError as exc:
         text = str(exc)
         for code in sorted(FULL | DENIED):

@@ -26,7 +26,7 @@ from vecdr.backends import faiss_index as fi
 from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
 from vecdr.backends.faiss_add import add_vectors
 from vecdr.backends.journal import Journal, file_identity
-from vecdr.durable import publish, temp_beside, writing
+from vecdr.durable import check_replaceable, publish, temp_beside, writing
 from vecdr.errors import (
     DimensionMismatchError,
     JournalDamagedError,
@@ -462,6 +462,8 @@ class FaissTarget(Target):
     def begin(self, spec: RestoreSpec, force: bool = False) -> bool:
         if self.exists() and not force:
             raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
+        if self.path is not None:
+            check_replaceable(self.path)  # a device or a folder is never replaced, even with force
         self._warn = spec.options.get("warn", lambda message: None)
         self.spec = spec
         if self.gpu == "require":

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vecdr.backends.base import RestoreSpec, Source, SourceInfo, Target
-from vecdr.durable import publish, temp_beside, writing
+from vecdr.durable import check_replaceable, publish, temp_beside, writing
 from vecdr.errors import SchemaError, SourceError, TargetExistsError
 from vecdr.format.segment import ID, VECTOR, id_kind, segment_schema, vector_type
 
@@ -215,6 +215,7 @@ class ParquetTarget(Target):
     def begin(self, spec: RestoreSpec, force: bool = False) -> bool:
         if self.exists() and not force:
             raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
+        check_replaceable(self.path)  # a device or a folder is never replaced, even with force
         self.spec = spec
         self.schema = segment_schema(spec.dimension, spec.id_type, spec.attributes)
         with writing(self.path):

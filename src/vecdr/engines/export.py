@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vecdr.backends.parquet import ParquetTarget
-from vecdr.durable import publish, temp_beside, writing
+from vecdr.durable import check_replaceable, publish, temp_beside, writing
 from vecdr.engines.restore import RestoreResult, open_snapshot, restore
 from vecdr.engines.segments import iter_live
 from vecdr.errors import TargetExistsError
@@ -45,6 +45,7 @@ def export(
     for p in (path, ids_path):
         if p.exists() and not force:
             raise TargetExistsError(f"{p} already exists; pass --force to replace it")
+        check_replaceable(p)  # a device or a folder is never replaced, even with force
     started = time.perf_counter()
     manifest = open_snapshot(repo, ref, collection, reporter=reporter)
     with writing(path):  # a full disk or a read-only folder: TargetWriteError naming the file
