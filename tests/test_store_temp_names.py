@@ -100,6 +100,6 @@ def test_a_failed_export_leaves_no_temporary(repo: vecdr.Repository, tmp_path: P
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     (out_dir / "vectors.ids.npy").mkdir()  # the ids cannot take their name
-    with pytest.raises(OSError):
+    with pytest.raises(vecdr.VecdrError, match="folder"):
         vecdr.export(repo, "latest", out_dir / "vectors.npy", force=True)
     assert sorted(p.name for p in out_dir.iterdir()) == ["vectors.ids.npy"]
