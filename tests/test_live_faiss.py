@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import vecdr
+from test_drill import _Warner
 from vecdr.errors import JournalDamagedError
 from vecdr.faiss import TrackedIndex
 
@@ -265,12 +266,3 @@ def test_a_torn_last_record_is_ignored(tmp_path: Path) -> None:
     state = vecdr.faiss.Journal(tmp_path / "j", D).read()
     assert state.upsert_ids.tolist() == [1]
 
-
-class _Warner:
-    def start(self, *args: object, **kwargs: object) -> None: ...
-    def advance(self, amount: int = 1) -> None: ...
-    def finish(self) -> None: ...
-    def warn(self, message: str) -> None:
-        import warnings
-
-        warnings.warn(message, UserWarning, stacklevel=2)
