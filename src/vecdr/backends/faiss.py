@@ -344,8 +344,8 @@ class TrackedIndex:
             self.index.add_with_ids(x, ids)
 
     def search(self, x: np.ndarray, k: int, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            return self.index.search(x, k, **kwargs)  # type: ignore[no-any-return]
+        # Not under the lock: a snapshot only reads, so searches go on while it runs.
+        return self.index.search(x, k, **kwargs)  # type: ignore[no-any-return]
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to ``path`` (atomically) and record in the journal which changes
