@@ -253,10 +253,10 @@ def restore(
         raise errors.UsageError(f"a target is a URI (faiss:PATH, parquet:PATH, …) or a vecdr Target, not "
                                 f"{type(target).__name__}")
     repository = open_repository(repo)
-    if isinstance(target, str):
-        _outside(repository, local_file(target), "the restore target")
+    # A file inside the repository is refused before the target is even opened.
+    _outside(repository, local_file(target) if isinstance(target, str) else getattr(target, "path", None),
+             "the restore target")
     tgt = open_target(target, **target_options) if isinstance(target, str) else target
-    _outside(repository, getattr(tgt, "path", None), "the restore target")
     return _restore(repository, tgt, snapshot, collection=collection, as_of=as_of,
                     force=force, reporter=reporter)
 
@@ -330,29 +330,7 @@ def export(
     path = Path(out)
     for p in (path, path.with_suffix(".ids.npy")) if path.suffix == ".npy" else (path,):
         _outside(repository, p, "the export destination")
-        if p.is_dir():
-            raise errors.TargetError(f"{p} is a folder; an export writes files (even with --force)")
-    if path.suffix == ".npy":
-        snapshot = _npy_lossless(repository, snapshot, collection, reporter)
     return _export(repository, snapshot, out, collection=collection, force=force, reporter=reporter)
-
-
-def _npy_lossless(repository: Repository, snapshot: str | None, collection: str | None, reporter: Reporter) -> str:
-    """The snapshot's id, once its ids are known to survive a ``.npy`` file."""
-    import pyarrow.compute as pc
-
-    from vecdr.engines.restore import open_snapshot
-    from vecdr.engines.segments import iter_live
-
-    manifest = open_snapshot(repository, snapshot, collection, reporter=reporter)
-    if manifest.id_type == "string":
-        for table in iter_live(repository, manifest, columns=["id"]):
-            if pc.any(pc.ends_with(table.column("id"), "\0")).as_py():
-                raise errors.SchemaError(
-                    f"snapshot {manifest.snapshot[:12]} has string ids ending in a NUL character, which .npy "
-                    "cannot hold (numpy drops trailing NULs): export it to Parquet instead"
-                )
-    return manifest.snapshot
 
 
 def forget(

@@ -460,10 +460,10 @@ class FaissTarget(Target):
         return self.path is not None and self.path.exists()
 
     def begin(self, spec: RestoreSpec, force: bool = False) -> bool:
-        if self.exists() and not force:
-            raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
         if self.path is not None:
             check_replaceable(self.path)  # a device or a folder is never replaced, even with force
+        if self.exists() and not force:
+            raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
         self._warn = spec.options.get("warn", lambda message: None)
         self.spec = spec
         if self.gpu == "require":

@@ -213,9 +213,9 @@ class ParquetTarget(Target):
         return self.path.exists()
 
     def begin(self, spec: RestoreSpec, force: bool = False) -> bool:
+        check_replaceable(self.path)  # a device or a folder is never replaced, even with force
         if self.exists() and not force:
             raise TargetExistsError(f"{self.path} already exists; pass --force to replace it")
-        check_replaceable(self.path)  # a device or a folder is never replaced, even with force
         self.spec = spec
         self.schema = segment_schema(spec.dimension, spec.id_type, spec.attributes)
         with writing(self.path):

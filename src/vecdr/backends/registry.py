@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from vecdr.backends.base import Source, Target
-from vecdr.errors import BackendUnavailableError, TargetError, UnknownSchemeError, UsageError
+from vecdr.errors import BackendUnavailableError, UnknownSchemeError, UsageError
 
 #: scheme -> (module, source class, target class, extra to install, import name)
 KNOWN: dict[str, tuple[str, str, str, str, str]] = {
@@ -81,14 +81,7 @@ def open_source(uri: str, **options: Any) -> Source:
 
 def open_target(uri: str, **options: Any) -> Target:
     target: Target = _open(uri, 2, options)
-    scheme, path, _ = split_uri(uri)
-    if scheme in SINGLE_FILE and Path(path).is_dir():
-        raise TargetError(f"{path} is a folder; a {scheme} target is a file (even with --force)")
     return target
-
-
-#: Schemes whose target is one file, which --force replaces (a Milvus Lite database holds many collections).
-SINGLE_FILE = ("faiss", "parquet")
 
 
 def local_file(uri: str) -> Path | None:

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from vecdr.backends.parquet import ParquetTarget
 from vecdr.durable import check_replaceable, publish, temp_beside, writing
 from vecdr.engines.restore import RestoreResult, open_snapshot, restore
 from vecdr.engines.segments import iter_live
-from vecdr.errors import TargetExistsError
+from vecdr.errors import SchemaError, TargetExistsError
 from vecdr.format.manifest import Manifest
 from vecdr.format.segment import vectors_from_arrow
 from vecdr.progress import NULL, Reporter
@@ -43,9 +44,9 @@ def export(
                 "format": "parquet", "seconds": result.seconds}
     ids_path = path.with_suffix(".ids.npy")
     for p in (path, ids_path):
+        check_replaceable(p)  # a device or a folder is never replaced, even with force
         if p.exists() and not force:
             raise TargetExistsError(f"{p} already exists; pass --force to replace it")
-        check_replaceable(p)  # a device or a folder is never replaced, even with force
     started = time.perf_counter()
     manifest = open_snapshot(repo, ref, collection, reporter=reporter)
     with writing(path):  # a full disk or a read-only folder: TargetWriteError naming the file
@@ -67,6 +68,11 @@ def _export_npy(repo: Repository, manifest: Manifest, path: Path, ids_path: Path
         reporter.start("export", manifest.rows)
         for table in iter_live(repo, manifest):
             n = table.num_rows
+            if manifest.id_type == "string" and pc.any(pc.ends_with(table.column("id"), "\0")).as_py():
+                raise SchemaError(
+                    f"snapshot {manifest.snapshot[:12]} has string ids ending in a NUL character, which .npy "
+                    "cannot hold (numpy drops trailing NULs): export it to Parquet instead"
+                )
             vectors[at : at + n] = vectors_from_arrow(table.column("vector"), manifest.dimension)
             ids.append(np.asarray(table.column("id").to_numpy(zero_copy_only=False)))
             at += n
