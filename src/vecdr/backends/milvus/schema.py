@@ -7,13 +7,13 @@ Milvus recreates); :func:`foreign` makes one for a snapshot of another engine.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
+from vecdr.backends import naming
 from vecdr.backends.milvus.types import DYNAMIC, PARTITION, FieldSpec, spec_for_arrow, type_name
 from vecdr.errors import NotFoundInBackendError, SchemaError, UsageError
 
@@ -33,16 +33,9 @@ MAX_NAME = 255
 
 
 def derived_name(base: str, suffix: str) -> str:
-    """``base + suffix`` where it fits in a Milvus name; else a prefix of ``base``, a hash of all of it, ``suffix``.
-
-    The suffix (e.g. ``_vecdr_<token>``) is always kept whole, so derived names never
-    collide with each other or lose what makes them unique.
-    """
-    whole = base + suffix
-    if len(whole) <= MAX_NAME:
-        return whole
-    digest = hashlib.sha256(base.encode()).hexdigest()[:10]
-    return f"{base[: MAX_NAME - len(suffix) - len(digest) - 1]}_{digest}{suffix}"
+    """``base + suffix`` as a Milvus name that fits, the suffix (e.g. ``_vecdr_<token>``) kept
+    whole (:func:`vecdr.backends.naming.derived`): derived names never collide with each other."""
+    return naming.derived(base, suffix, MAX_NAME)
 
 
 def check_name(name: str, what: str) -> str:
