@@ -26,8 +26,13 @@ from vecdr.backends.pgvector.types import quote
 from vecdr.errors import BackendError
 
 STATE = "vecdr_tracking"
-#: The triggers on a tracked table, by the event each one logs.
-TRIGGERS = {"ins": "INSERT", "upd": "UPDATE", "del": "DELETE", "truncate": "TRUNCATE"}
+#: The triggers on a tracked table: when each fires and the transition tables it reads.
+TRIGGERS = {
+    "ins": ("AFTER INSERT", "REFERENCING NEW TABLE AS vecdr_new"),
+    "upd": ("AFTER UPDATE", "REFERENCING OLD TABLE AS vecdr_old NEW TABLE AS vecdr_new"),
+    "del": ("AFTER DELETE", "REFERENCING OLD TABLE AS vecdr_old"),
+    "truncate": ("BEFORE TRUNCATE", ""),
+}
 TRIGGER_NAMES = tuple(f"vecdr_track_{name}" for name in TRIGGERS)
 
 
@@ -92,19 +97,11 @@ END """
         while tag in body:  # a table or schema name holding the quote's tag would end the body early
             tag = f"$vecdr_{uuid.uuid4().hex[:8]}$"
         conn.execute(f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS {tag}{body}{tag}")
-        for name, event in TRIGGERS.items():
+        for name, (event, referencing) in TRIGGERS.items():
             trigger = quote(f"vecdr_track_{name}")
-            when, referencing = "AFTER", {
-                "ins": "REFERENCING NEW TABLE AS vecdr_new",
-                "upd": "REFERENCING OLD TABLE AS vecdr_old NEW TABLE AS vecdr_new",
-                "del": "REFERENCING OLD TABLE AS vecdr_old",
-                "truncate": "",
-            }[name]
-            if name == "truncate":
-                when = "BEFORE"
             conn.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {s}.{t}")
             conn.execute(
-                f"CREATE TRIGGER {trigger} {when} {event} ON {s}.{t} {referencing} "
+                f"CREATE TRIGGER {trigger} {event} ON {s}.{t} {referencing} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}()"
             )
             # Fire also under session_replication_role = replica (logical replication's
