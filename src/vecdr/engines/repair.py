@@ -30,14 +30,14 @@ import pyarrow.compute as pc
 
 from vecdr.backends.base import Source
 from vecdr.engines.pool import bounded_map
-from vecdr.engines.segments import io_workers
+from vecdr.engines.segments import io_workers, table_row_hashes
 from vecdr.errors import DimensionMismatchError, IntegrityError, SchemaError
-from vecdr.format.hashing import ROW_HASH_BYTES, row_hashes, sha256_hex
+from vecdr.format.hashing import ROW_HASH_BYTES, sha256_hex
 from vecdr.format.manifest import Manifest, SegmentEntry
 from vecdr.format.objects import ObjectRef
 from vecdr.format.records import CommitRecord, commit_key
 from vecdr.format.rowhashes import decode_row_hashes, encode_row_hashes
-from vecdr.format.segment import decode_segment, encode_segment, vectors_from_arrow
+from vecdr.format.segment import decode_segment, encode_segment
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository, collections, pick_collection
 from vecdr.repository.commits import commit_seqs, read_commit
@@ -85,16 +85,6 @@ class _Referenced:
     snapshots: list[str] = field(default_factory=list)
     entry: SegmentEntry | None = None  # for a segment or its sidecar
     manifest: Manifest | None = None  # one manifest that uses it (its schema, for a segment)
-
-
-def _row_hashes_of(table: pa.Table) -> np.ndarray:
-    """The row hashes of a segment's rows, computed as the snapshot writer does, batch by batch."""
-    dimension = table.schema.field("vector").type.list_size
-    parts = [np.empty((0, ROW_HASH_BYTES), np.uint8)]
-    for batch in table.to_batches():
-        attrs = pa.Table.from_batches([batch]).drop_columns(["id", "vector"]) if batch.num_columns > 2 else None
-        parts.append(row_hashes(vectors_from_arrow(batch.column("vector"), dimension), attrs))
-    return np.concatenate(parts)
 
 
 def _same_bytes(ref: ObjectRef, data: bytes | pa.Buffer) -> bool:
@@ -225,7 +215,7 @@ class _Repair:
             if pc.any(keep).as_py():
                 rows = batch.filter(keep)
                 found.append(rows)
-                found_hashes.append(_row_hashes_of(rows))
+                found_hashes.append(table_row_hashes(rows))
         self.reporter.finish()
         rows = pa.concat_tables(found).combine_chunks()
         hashes = np.concatenate(found_hashes)
@@ -261,7 +251,7 @@ class _Repair:
                 self.fixed[key] = "rebuilt from its segment, once the segment is"
                 continue
             table = decode_segment(self.repo.get_buffer(segment), segment.key)
-            data = encode_row_hashes(table.column("id").combine_chunks(), _row_hashes_of(table))
+            data = encode_row_hashes(table.column("id").combine_chunks(), table_row_hashes(table))
             if not _same_bytes(obj.ref, data):
                 self.unfixable[key] = "its segment's rows hash to another sidecar"
                 continue

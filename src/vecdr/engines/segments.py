@@ -48,6 +48,19 @@ def owned(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
+def table_row_hashes(table: pa.Table) -> np.ndarray:
+    """The row hash of each row of a table of the segment schema (its vector and attributes).
+
+    Batch by batch: the vectors are hashed where they lie, never copied together.
+    """
+    dimension = table.schema.field("vector").type.list_size
+    parts = [np.empty((0, ROW_HASH_BYTES), np.uint8)]
+    for batch in table.to_batches():
+        attrs = pa.Table.from_batches([batch]).drop_columns(["id", "vector"]) if batch.num_columns > 2 else None
+        parts.append(row_hashes(vectors_from_arrow(batch.column("vector"), dimension), attrs))
+    return np.concatenate(parts)
+
+
 class SegmentWriter:
     """Buffers rows into segments and encodes and uploads them on a thread pool.
 
@@ -97,15 +110,7 @@ class SegmentWriter:
     def _write(self, table: pa.Table, hashes: np.ndarray | None) -> tuple[SegmentEntry, int]:
         ref, new = self.repo.put("segments", encode_segment(table), "parquet", recheck=self.recheck)
         ids = table.column("id").combine_chunks()
-        if hashes is None:
-            # Batch by batch: the vectors are hashed where they lie, never copied together.
-            dimension = self.schema.field("vector").type.list_size
-            parts = [np.empty((0, ROW_HASH_BYTES), np.uint8)]
-            for batch in table.to_batches():
-                attrs = pa.Table.from_batches([batch]).drop_columns(["id", "vector"]) if batch.num_columns > 2 else None
-                parts.append(row_hashes(vectors_from_arrow(batch.column("vector"), dimension), attrs))
-            hashes = np.concatenate(parts)
-        sidecar = encode_row_hashes(ids, hashes)
+        sidecar = encode_row_hashes(ids, table_row_hashes(table) if hashes is None else hashes)
         pa.default_memory_pool().release_unused()  # encoding scratch back to the system, not kept for later
         href, hnew = self.repo.put("artifacts", sidecar, "hashes.parquet", recheck=self.recheck)
         written = (ref.size if new else 0) + (href.size if hnew else 0)

@@ -7,13 +7,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from vecdr.engines.segments import table_row_hashes
 from vecdr.errors import IntegrityError, VecdrError
 from vecdr.format.deletions import decode_deletion_slice
-from vecdr.format.hashing import row_hashes
 from vecdr.format.manifest import Manifest, SegmentEntry
 from vecdr.format.objects import ObjectRef
 from vecdr.format.rowhashes import decode_row_hashes
-from vecdr.format.segment import ID, VECTOR, decode_segment, vectors_from_arrow
+from vecdr.format.segment import ID, decode_segment
 from vecdr.progress import NULL, Reporter
 from vecdr.repository import Repository
 from vecdr.repository.commits import commit_seqs, read_commit
@@ -92,9 +92,7 @@ def _check_row_hashes(repo: Repository, table: pa.Table, entry: SegmentEntry) ->
         return  # a damaged sidecar is reported as itself, when verify reaches it
     if not ids.equals(table.column(ID).combine_chunks().cast(ids.type)):
         raise IntegrityError(f"{key}: its ids differ from those of its row hashes {entry.hashes.key}", path=key)
-    dimension = table.schema.field(VECTOR).type.list_size
-    attributes = table.drop_columns([ID, VECTOR]) if table.num_columns > 2 else None
-    actual = row_hashes(vectors_from_arrow(table.column(VECTOR), dimension), attributes)
+    actual = table_row_hashes(table)
     wrong = np.flatnonzero((actual != stored).any(axis=1))
     if len(wrong):
         raise IntegrityError(
