@@ -499,13 +499,15 @@ def drill_cmd(
 
     if report:
         output.check_writable(report, "--report")  # before the drill, not after it ran
-        vecdr._outside(vecdr.open_repository(repo), report, "--report")
+    repository = vecdr.open_repository(repo)  # once: an encrypted one may ask for its passphrase
+    if report:
+        vecdr._outside(repository, report, "--report")
     loaded = load_policy(policy) if policy else None
     objectives = _objectives(rto, rpo, min_recall)
     if loaded is not None:
-        base = loaded.objectives(collection or vecdr._drill_collection(vecdr.open_repository(repo), snapshot))
+        base = loaded.objectives(collection or vecdr._drill_collection(repository, snapshot))
         objectives = base.overridden_by(objectives)
-    result = vecdr.drill(repo, snapshot, collection=collection, target=target, objectives=objectives,
+    result = vecdr.drill(repository, snapshot, collection=collection, target=target, objectives=objectives,
                          record=not no_record, reporter=output.reporter(as_json))
     if report:
         output.write_text(report, output.drill_markdown(result))
@@ -541,8 +543,10 @@ def status_cmd(
 
     if prometheus:
         output.check_writable(prometheus, "--prometheus")
-        vecdr._outside(vecdr.open_repository(repo), prometheus, "--prometheus")
-    rows = vecdr.status(repo, policy, reporter=output.reporter(as_json))
+    repository = vecdr.open_repository(repo)  # once: an encrypted one may ask for its passphrase
+    if prometheus:
+        vecdr._outside(repository, prometheus, "--prometheus")
+    rows = vecdr.status(repository, policy, reporter=output.reporter(as_json))
     if prometheus:
         write_prometheus(rows, prometheus)
     if as_json:

@@ -100,8 +100,10 @@ def prune(
                     doomed.append(info)
         stale = []
         for info in repo.store.temporaries():
-            (result.kept_young if info.modified > cutoff else stale).append(info.key)
-            if info.modified <= cutoff:
+            if info.modified > cutoff:
+                result.kept_young.append(info.key)
+            else:
+                stale.append(info.key)
                 result.deleted_bytes += info.size
         result.temporaries = stale
         result.deleted = [info.key for info in doomed]
