@@ -78,6 +78,19 @@ def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write ``path`` atomically: the block writes the temporary file it is given
+    (:func:`temp_beside`), which then becomes ``path`` (:func:`publish`); if the block
+    or the publish fails, the temporary file is removed and ``path`` is as it was."""
+    tmp = temp_beside(path)
+    try:
+        yield tmp
+        publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def writing(path: str | os.PathLike[str]) -> Iterator[None]:
     """Run the block that writes ``path`` (a restore target, an export); a full disk, a
     read-only file system or a denied permission becomes :class:`TargetWriteError`

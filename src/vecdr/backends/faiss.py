@@ -26,7 +26,7 @@ from vecdr.backends import faiss_index as fi
 from vecdr.backends.base import ChangeSet, RestoreSpec, Source, SourceInfo, Target
 from vecdr.backends.faiss_add import add_vectors
 from vecdr.backends.journal import Journal, file_identity
-from vecdr.durable import check_replaceable, publish, temp_beside, writing
+from vecdr.durable import check_replaceable, replacing, writing
 from vecdr.errors import (
     DimensionMismatchError,
     JournalDamagedError,
@@ -370,16 +370,11 @@ def write_index_atomic(index: faiss.Index | bytes, path: Path) -> None:
     """Write an index (or serialized bytes) so ``path`` is either old or complete, never partial."""
     with writing(path):  # a full disk or a read-only folder: TargetWriteError naming path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_beside(path)  # random, exclusive, never through a planted link
-        try:
+        with replacing(path) as tmp:  # a random temporary name: a planted link is never followed
             if isinstance(index, bytes | bytearray | memoryview):
-                with open(tmp, "wb") as f:
-                    f.write(index)
+                tmp.write_bytes(index)
             else:
                 faiss.write_index(index, str(tmp))
-            publish(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def _available_memory() -> int | None:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vecdr.durable import fsync_dir, publish, temp_beside
+from vecdr.durable import fsync_dir, replacing
 from vecdr.errors import JournalDamagedError, SourceError
 
 UPSERT = 1
@@ -106,13 +106,8 @@ class Journal:
         self._write_json("BASE", {"base": base, "first": first})
 
     def _write_json(self, name: str, doc: object) -> None:
-        tmp = temp_beside(self.path / name)  # random, exclusive, never through a planted link
-        try:
+        with replacing(self.path / name) as tmp:  # a random temporary name: a planted link is never followed
             tmp.write_text(json.dumps(doc))
-            publish(tmp, self.path / name)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     @property
     def base(self) -> str | None:

@@ -7,14 +7,13 @@ since that snapshot. The last drill's RTO and quality come from the drill histor
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from vecdr.backends.registry import open_source
+from vecdr.durable import replacing
 from vecdr.errors import VecdrError
 from vecdr.policy import Objectives, Policy
 from vecdr.progress import NULL, Reporter
@@ -134,13 +133,5 @@ def prometheus_text(rows: list[CollectionStatus]) -> str:
 
 def write_prometheus(rows: list[CollectionStatus], path: str) -> None:
     """Write the textfile atomically, as node-exporter's textfile collector expects."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".vecdr-", suffix=".prom.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(prometheus_text(rows))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with replacing(os.path.abspath(path)) as tmp:
+        tmp.write_text(prometheus_text(rows))
